@@ -1,0 +1,3 @@
+from archprof.cli import main
+
+main()

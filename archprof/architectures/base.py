@@ -1,0 +1,44 @@
+"""What every archprof architecture tells the profiler about itself."""
+
+from __future__ import annotations
+
+import abc
+
+from torch import nn
+
+
+class Architecture(nn.Module, abc.ABC):
+    """A network that knows its configuration, its default input and its named stages.
+
+    ``stage_modules`` maps each stage name, in forward order, to the module paths it covers; the
+    profiler charges an operation to the stage whose path is the longest prefix of the module
+    that ran it. ``materialized_modules`` lists the modules whose outputs must exist in memory
+    when intermediate tensors are streamed (the MobileNetV2 paper's memory measure); by default
+    every leaf layer's output is materialized.
+    """
+
+    config: dict
+    resolution: int
+
+    @property
+    def default_input_shape(self) -> tuple[int, int, int, int]:
+        return (1, 3, self.resolution, self.resolution)
+
+    @abc.abstractmethod
+    def stage_modules(self) -> dict[str, tuple[str, ...]]:
+        """Stage name -> module paths, in forward order."""
+
+    def materialized_modules(self) -> list[str] | None:
+        return None
+
+
+def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_choice(name: str, value: object, choices: tuple) -> object:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+    return value

@@ -1,0 +1,128 @@
+"""MobileNet V2 (Sandler et al. 2018, arXiv:1801.04381) with the seed's InvertedResidual/ConvBNReLU.
+
+Module names follow torchvision's ``mobilenet_v2`` (``features.1.conv.0.0``, ``classifier.1``) so
+its checkpoints load.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from archprof.architectures.base import Architecture, check_positive_int
+from archprof.architectures.registry import register_model
+
+# The paper's Table 2: expansion t, output channels c, repeats n, first stride s.
+INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+LAST_CHANNELS = 1280
+STAGE_OF_STRIDE = {2: "stage1", 4: "stage2", 8: "stage3", 16: "stage4", 32: "stage5"}
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round to a multiple of ``divisor``, never below 90 % of ``value`` (torchvision, TF-slim)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+class ConvBNReLU(nn.Sequential):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, groups: int = 1) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU6(inplace=True),
+        )
+
+
+class InvertedResidual(nn.Module):
+    """1x1 expansion to t*k channels, 3x3 depthwise, linear 1x1 projection (the paper's Table 1)."""
+
+    archprof_block = "InvertedResidual"
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.expand_ratio = expand_ratio
+        hidden = int(round(in_channels * expand_ratio))
+        self.use_res_connect = stride == 1 and in_channels == out_channels
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(ConvBNReLU(in_channels, hidden, kernel_size=1))
+        layers += [
+            ConvBNReLU(hidden, hidden, stride=stride, groups=hidden),
+            nn.Conv2d(hidden, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        ]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_res_connect:
+            return x + self.conv(x)
+        return self.conv(x)
+
+
+class MobileNetV2(Architecture):
+    def __init__(self, width: float = 1.0, resolution: int = 224, num_classes: int = 1000) -> None:
+        super().__init__()
+        if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 4:
+            raise ValueError(f"width must be a number in (0, 4], got {width!r}")
+        check_positive_int("resolution", resolution, 32)
+        check_positive_int("num_classes", num_classes)
+        self.config = dict(width=width, resolution=resolution, num_classes=num_classes)
+        self.resolution = resolution
+        channels = make_divisible(32 * width)
+        # Below width 1.0 the last conv keeps its 1280 channels (the paper's section 6.1).
+        last = make_divisible(LAST_CHANNELS * max(1.0, width))
+        features: list[nn.Module] = [ConvBNReLU(3, channels, stride=2)]
+        self.block_strides: list[int] = []
+        stride = 2
+        for t, c, n, s in INVERTED_RESIDUAL_SETTING:
+            out = make_divisible(c * width)
+            for i in range(n):
+                features.append(InvertedResidual(channels, out, s if i == 0 else 1, t))
+                channels = out
+                stride *= s if i == 0 else 1
+                self.block_strides.append(stride)
+        features.append(ConvBNReLU(channels, last, kernel_size=1))
+        self.features = nn.Sequential(*features)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten(1)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(last, num_classes))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def stage_modules(self) -> dict[str, tuple[str, ...]]:
+        stages: dict[str, tuple[str, ...]] = {"stem": ("features.0",)}
+        for i, stride in enumerate(self.block_strides, start=1):
+            name = STAGE_OF_STRIDE[stride]
+            stages[name] = stages.get(name, ()) + (f"features.{i}",)
+        stages["head"] = (f"features.{len(self.features) - 1}", "avgpool", "flatten", "classifier")
+        return stages
+
+    def materialized_modules(self) -> list[str]:
+        # The paper's memory measure (section 5.1, Table 3): only the tensors between inverted
+        # residuals exist in memory; each block's expansion is streamed. The first block has t=1,
+        # so the stem conv plays its expansion layer and the stem's output is streamed too.
+        last = len(self.features) - 1
+        return [f"features.{i}" for i in range(1, last + 1)] + ["avgpool", "classifier"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.flatten(self.avgpool(self.features(x))))
+
+
+@register_model("mobilenet_v2", "MobileNet V2 (paper Table 2, torchvision layout); width multiplier, resolution")
+def mobilenet_v2(*, width: float = 1.0, resolution: int = 224, num_classes: int = 1000) -> MobileNetV2:
+    return MobileNetV2(width=width, resolution=resolution, num_classes=num_classes)

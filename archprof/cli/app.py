@@ -1,0 +1,52 @@
+"""The typer application and its error contract.
+
+Results go to stdout; bad input is one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from archprof.cli import commands
+
+app = typer.Typer(
+    name="archprof",
+    help="FLOPs, MACs, parameters and memory of PyTorch architectures, traced at the dispatcher.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """FLOPs, MACs, parameters and memory of PyTorch architectures, traced at the dispatcher."""
+
+
+app.command("list")(commands.list_command)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line on ``argv`` and return its exit code (what ``main`` exits with)."""
+    try:
+        result = app(args=argv, prog_name="archprof", standalone_mode=False)
+    except typer.Exit as err:
+        return err.exit_code
+    except typer.TyperException as err:  # usage errors: unknown option, bad value, missing argument
+        message = " ".join(err.format_message().split())
+        if message:  # empty when typer has just printed the help for a bare `archprof`
+            print(f"archprof: error: {message}", file=sys.stderr)
+        return 2
+    except typer.Abort:
+        print("archprof: aborted", file=sys.stderr)
+        return 130
+    except commands.UserError as err:
+        print(f"archprof: error: {err}", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    sys.exit(run())

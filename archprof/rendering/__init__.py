@@ -1,0 +1,1 @@
+"""Turning archprof's data into tables and files; knows nothing about counting."""
