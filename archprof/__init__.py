@@ -1,6 +1,31 @@
 """archprof: FLOPs, MACs, parameters and memory of PyTorch architectures, traced at the dispatcher."""
 
+from archprof.analysis import (
+    GROUPINGS,
+    ArchprofNotice,
+    Profile,
+    ProfileError,
+    Row,
+    Totals,
+    UncountedOpsError,
+    profile,
+)
 from archprof.architectures import build_model, list_models, register_model
+from archprof.tracing import Cost, register_cost_rule
 
-__all__ = ["build_model", "list_models", "register_model"]
+__all__ = [
+    "GROUPINGS",
+    "ArchprofNotice",
+    "Cost",
+    "Profile",
+    "ProfileError",
+    "Row",
+    "Totals",
+    "UncountedOpsError",
+    "build_model",
+    "list_models",
+    "profile",
+    "register_cost_rule",
+    "register_model",
+]
 __version__ = "0.1.0"

@@ -115,9 +115,9 @@ class MobileNetV2(Architecture):
     def materialized_modules(self) -> list[str]:
         # The paper's memory measure (section 5.1, Table 3): only the tensors between inverted
         # residuals exist in memory; each block's expansion is streamed. The first block has t=1,
-        # so the stem conv plays its expansion layer and the stem's output is streamed too.
-        last = len(self.features) - 1
-        return [f"features.{i}" for i in range(1, last + 1)] + ["avgpool", "classifier"]
+        # so the stem conv plays its expansion layer and the stem's output is streamed too; the
+        # last 1x1 conv streams into the global pool (Table 3 lists 320 channels at 7x7).
+        return [f"features.{i}" for i in range(1, len(self.features) - 1)] + ["avgpool", "classifier"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.flatten(self.avgpool(self.features(x))))

@@ -74,6 +74,7 @@ def build_model(name: str, *, device: str | torch.device = "cpu", **options: Any
     with torch.device(device):
         model = entry.builder(**options)
     model.eval()
+    model.archprof_name = name
     return model
 
 

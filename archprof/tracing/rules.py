@@ -1,0 +1,369 @@
+"""Cost rules: one registered function per aten operator, a pure function of shapes.
+
+A rule takes the operator's arguments and output as the dispatcher passed them (on the meta device
+these carry shapes and dtypes only) and returns a :class:`Cost`, or ``None`` when this call cannot
+be costed (the op is then reported as uncounted, never as a silent zero).
+
+Conventions (the README's table states them for users):
+
+- **MAC**: one multiply-accumulate of a convolution, linear layer, matmul or attention; bias
+  excluded. These are the papers' "mult-adds" and torchvision's "GFLOPS".
+- **FLOP**: one floating-point operation: 2 per MAC, plus 1 per bias add, plus the per-element
+  costs below for everything else. A special function (exp, log, erf, tanh, sqrt, rsqrt) counts 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch.utils.flop_counter import flop_registry as _torch_flop_registry
+
+aten = torch.ops.aten
+
+
+class Cost(NamedTuple):
+    macs: int = 0
+    flops: int = 0
+
+
+# A rule's arguments: (args, kwargs, out) exactly as __torch_dispatch__ saw them.
+CostFunction = Callable[[tuple, dict, Any], "Cost | None"]
+
+
+@dataclass(frozen=True)
+class CostRule:
+    cost: CostFunction
+    # What the op is when it runs outside a layer that names its own type (e.g. ``a + b`` in a
+    # block's forward): a layer-type name, or a function of the call for convolutions.
+    category: str | Callable[[tuple, dict], str]
+    # Ops that also return saved statistics, pool indices or log-sum-exp for backward: only the
+    # first output is an activation, so the meta and CPU paths (which differ there) agree.
+    first_output_only: bool = False
+
+
+COST_RULES: dict[torch._ops.OpOverloadPacket, CostRule] = {}
+
+
+def register_cost_rule(
+    ops: torch._ops.OpOverloadPacket | Iterable[torch._ops.OpOverloadPacket],
+    category: str | Callable[[tuple, dict], str],
+    *,
+    first_output_only: bool = False,
+) -> Callable[[CostFunction], CostFunction]:
+    """Register ``fn(args, kwargs, out) -> Cost | None`` as the cost of ``ops``.
+
+    The public way to cost a custom operator::
+
+        @archprof.register_cost_rule(torch.ops.mylib.fused_gelu, category="activation")
+        def fused_gelu_cost(args, kwargs, out):
+            return archprof.Cost(flops=5 * out.numel())
+    """
+    packets = [ops] if isinstance(ops, torch._ops.OpOverloadPacket) else list(ops)
+
+    def register(fn: CostFunction) -> CostFunction:
+        for packet in packets:
+            if not isinstance(packet, torch._ops.OpOverloadPacket):
+                raise TypeError(f"register_cost_rule expects torch.ops.<namespace>.<op> packets, got {packet!r}")
+            if packet in COST_RULES:
+                raise ValueError(f"{packet} already has a cost rule")
+            COST_RULES[packet] = CostRule(fn, category, first_output_only)
+        return fn
+
+    return register
+
+
+def per_element(flops_per_element: int, category: str, ops: Iterable[torch._ops.OpOverloadPacket]) -> None:
+    """Register ops whose cost is a fixed number of FLOPs per output element."""
+
+    def cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+        return Cost(0, flops_per_element * numel(out))
+
+    register_cost_rule(list(ops), category)(cost)
+
+
+def numel(value: Any) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel()
+    if isinstance(value, (tuple, list)):
+        return sum(numel(v) for v in value)
+    return 0
+
+
+def _packets_of(*names: str) -> list[torch._ops.OpOverloadPacket]:
+    # Some operators exist only in some torch builds; a rule covers those that exist.
+    return [getattr(aten, n) for n in names if hasattr(aten, n)]
+
+
+def first_tensor(value: Any) -> torch.Tensor:
+    return value if isinstance(value, torch.Tensor) else next(v for v in value if isinstance(v, torch.Tensor))
+
+
+def _torch_macs(packet: torch._ops.OpOverloadPacket, args: tuple, kwargs: dict, out: Any) -> int:
+    # torch.utils.flop_counter counts 2 FLOPs per multiply-accumulate and nothing else.
+    return _torch_flop_registry[packet](*args, **kwargs, out_val=out) // 2
+
+
+# --- convolution -------------------------------------------------------------------------------
+
+CONV_OPS = (aten.convolution, aten._convolution, aten.convolution_overrideable, aten.cudnn_convolution, aten._slow_conv2d_forward)
+
+
+def conv_type(kernel: Sequence[int], groups: int, in_channels: int, transposed: bool = False) -> str:
+    k = "x".join(str(int(s)) for s in kernel)
+    if transposed:
+        return f"transposed conv {k}"
+    if groups > 1 and groups == in_channels:
+        return f"depthwise {k}"
+    if groups > 1:
+        return f"grouped conv {k}"
+    return f"conv {k}"
+
+
+def _conv_call_type(args: tuple, kwargs: dict) -> str:
+    x, w = args[0], args[1]
+    transposed = bool(args[6]) if len(args) > 6 else False
+    groups = int(args[8]) if len(args) > 8 else 1
+    return conv_type(w.shape[2:], groups, x.shape[1], transposed)
+
+
+@register_cost_rule(list(CONV_OPS[:2]), category=_conv_call_type)
+def conv_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost:
+    # aten.convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
+    macs = _torch_macs(aten.convolution, args[:2] + (None,) + tuple(args[3:7]), {}, out)
+    bias = args[2]
+    return Cost(macs, 2 * macs + (out.numel() if bias is not None else 0))
+
+
+# --- matrix products ---------------------------------------------------------------------------
+
+
+@register_cost_rule([aten.mm, aten.bmm], category="matmul")
+def matmul_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost:
+    macs = _torch_macs(aten.mm if args[0].dim() == 2 else aten.bmm, args[:2], {}, out)
+    return Cost(macs, 2 * macs)
+
+
+@register_cost_rule([aten.addmm, aten.baddbmm], category="matmul")
+def addmm_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost:
+    # out = beta * self + alpha * (a @ b): the add of ``self`` is the linear layer's bias add.
+    macs = _torch_macs(aten.mm if args[1].dim() == 2 else aten.bmm, args[1:3], {}, out)
+    return Cost(macs, 2 * macs + out.numel())
+
+
+@register_cost_rule([aten.mv, aten.dot, aten.vdot], category="matmul")
+def vector_product_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost:
+    macs = args[0].numel()
+    return Cost(macs, 2 * macs)
+
+
+# --- attention ---------------------------------------------------------------------------------
+
+FUSED_ATTENTION_OPS = (
+    aten._scaled_dot_product_flash_attention_for_cpu,
+    aten._scaled_dot_product_flash_attention,
+    aten._scaled_dot_product_efficient_attention,
+    aten._scaled_dot_product_cudnn_attention,
+    aten._scaled_dot_product_fused_attention_overrideable,
+)
+SOFTMAX_FLOPS = 5  # max, subtract, exp, sum, divide per element
+
+
+@register_cost_rule(list(FUSED_ATTENTION_OPS), category="attention", first_output_only=True)
+def fused_attention_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    """softmax(q k^T * scale) v, costed as the math path that the meta device runs.
+
+    That path scales q and k by sqrt(scale) each, so both devices count the same FLOPs.
+    """
+    q, k, v = args[:3]
+    *batch, s_q, d = q.shape
+    s_k, d_v = k.shape[-2], v.shape[-1]
+    heads = math.prod(batch)
+    macs = heads * s_q * s_k * (d + d_v)
+    scores = heads * s_q * s_k
+    flops = 2 * macs + heads * (s_q + s_k) * d + SOFTMAX_FLOPS * scores
+    mask = kwargs.get("attn_mask", args[3] if len(args) > 3 and isinstance(args[3], torch.Tensor) else None)
+    if mask is not None:
+        flops += scores
+    return Cost(macs, flops)
+
+
+# --- normalization -----------------------------------------------------------------------------
+
+NORM_STATISTICS_FLOPS = 5  # mean (1 add), centre (1 sub), square (1 mul), variance (1 add), scale by rsqrt (1 mul)
+AFFINE_FLOPS = 2  # gamma * x + beta
+INFERENCE_BN_FLOPS = 2  # statistics and affine fold into one multiply and one add per element
+
+
+@register_cost_rule(
+    _packets_of("_native_batch_norm_legit_no_training", "_batch_norm_no_update"), category="normalization", first_output_only=True
+)
+def inference_batch_norm_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    return Cost(0, INFERENCE_BN_FLOPS * args[0].numel())
+
+
+@register_cost_rule(
+    _packets_of("native_batch_norm", "_native_batch_norm_legit", "_batch_norm_with_update", "cudnn_batch_norm", "miopen_batch_norm"),
+    category="normalization",
+    first_output_only=True,
+)
+def batch_norm_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    # The training flag is the first bool argument; _batch_norm_with_update has none and trains.
+    flags = [a for a in args[3:] if isinstance(a, bool)]
+    if flags and not flags[0]:
+        return Cost(0, INFERENCE_BN_FLOPS * args[0].numel())
+    affine = AFFINE_FLOPS if args[1] is not None else 0
+    return Cost(0, (NORM_STATISTICS_FLOPS + affine) * args[0].numel())
+
+
+@register_cost_rule([aten.native_group_norm, aten.native_layer_norm], category="normalization", first_output_only=True)
+def group_layer_norm_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    x, weight = args[0], args[1] if len(args) > 1 else None
+    if weight is not None and not isinstance(weight, torch.Tensor):
+        weight = args[2]  # native_layer_norm(input, normalized_shape, weight, bias, eps)
+    affine = AFFINE_FLOPS if isinstance(weight, torch.Tensor) else 0
+    return Cost(0, (NORM_STATISTICS_FLOPS + affine) * x.numel())
+
+
+# --- activations and element-wise arithmetic ---------------------------------------------------
+
+
+per_element(1, "activation", _packets_of("relu", "relu_", "threshold", "clamp_min", "clamp_min_", "clamp_max", "clamp_max_"))
+per_element(2, "activation", _packets_of("hardtanh", "hardtanh_", "clamp", "clamp_", "leaky_relu", "leaky_relu_"))  # two comparisons; compare + scale
+per_element(4, "activation", _packets_of("sigmoid", "sigmoid_", "hardsigmoid", "hardsigmoid_"))  # neg, exp, add, div; add, 2 clamps, div
+per_element(5, "activation", _packets_of("silu", "silu_", "hardswish", "hardswish_", "gelu", "gelu_", "elu", "elu_", "mish"))
+per_element(3, "activation", _packets_of("softplus", "log_sigmoid_forward", "prelu", "_prelu_kernel"))
+per_element(1, "activation", _packets_of("tanh", "tanh_"))
+per_element(
+    1,
+    "elementwise",
+    _packets_of(
+        "add", "add_", "sub", "sub_", "rsub", "mul", "mul_", "div", "div_", "neg", "neg_", "abs", "abs_",
+        "pow", "pow_", "sqrt", "sqrt_", "rsqrt", "rsqrt_", "exp", "exp_", "log", "log_", "reciprocal",
+        "reciprocal_", "erf", "erf_", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge", "sign",
+        "floor", "ceil", "round", "trunc", "frac", "square", "logical_not", "logical_and", "logical_or",
+    ),
+)
+per_element(2, "elementwise", _packets_of("addcmul", "addcmul_", "addcdiv", "addcdiv_", "lerp", "lerp_"))
+per_element(SOFTMAX_FLOPS, "softmax", _packets_of("_softmax", "_safe_softmax", "_log_softmax"))
+
+
+# --- reductions --------------------------------------------------------------------------------
+
+
+@register_cost_rule(_packets_of("sum", "amax", "amin", "max", "min", "prod", "logsumexp", "argmax", "argmin", "cumsum"), category="reduction")
+def reduce_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    # n - 1 operations per output of a reduction over n inputs.
+    return Cost(0, max(args[0].numel() - numel(first_tensor(out)), 0))
+
+
+@register_cost_rule(aten.mean, category="reduction")
+def mean_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    # n - 1 adds and one division per output: n per output, the input's size in total.
+    return Cost(0, args[0].numel())
+
+
+@register_cost_rule(_packets_of("var", "std", "var_mean", "std_mean", "linalg_vector_norm", "norm"), category="reduction")
+def moment_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    # mean, centre, square, accumulate: about 4 per input element (norms: square and accumulate, 2).
+    return Cost(0, 4 * args[0].numel())
+
+
+# --- pooling -----------------------------------------------------------------------------------
+
+
+def _window_counts(size: int, out: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """Sum over output positions of the taps that fall inside the input (padding is not data)."""
+    total = 0
+    for i in range(out):
+        start = i * stride - padding
+        total += sum(1 for j in range(kernel) if 0 <= start + j * dilation < size)
+    return total
+
+
+def _adaptive_counts(size: int, out: int) -> int:
+    return sum(math.ceil((i + 1) * size / out) - (i * size) // out for i in range(out))
+
+
+def _tuple(value: Any, n: int, default: int) -> list[int]:
+    if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
+        return [default] * n
+    if isinstance(value, int):
+        return [value] * n
+    return list(value) if len(value) == n else list(value) * n
+
+
+def _pool_taps(args: tuple, out: torch.Tensor, dims: int, adaptive: bool) -> tuple[int, int]:
+    """(taps read in total, output elements) of a pool over the last ``dims`` dimensions."""
+    x = args[0]
+    in_sizes, out_sizes = x.shape[-dims:], out.shape[-dims:]
+    lead = out.numel() // max(math.prod(out_sizes), 1)
+    taps = lead
+    for d in range(dims):
+        if adaptive:
+            taps *= _adaptive_counts(in_sizes[d], out_sizes[d])
+        else:
+            kernel = _tuple(args[1], dims, 1)[d]
+            stride = _tuple(args[2] if len(args) > 2 else None, dims, kernel)[d]
+            padding = _tuple(args[3] if len(args) > 3 else None, dims, 0)[d]
+            dilation = _tuple(args[4] if len(args) > 4 and not isinstance(args[4], bool) else None, dims, 1)[d]
+            taps *= _window_counts(in_sizes[d], out_sizes[d], kernel, stride, padding, dilation)
+    return taps, out.numel()
+
+
+def _register_pool(names: Sequence[str], dims: int, adaptive: bool, is_max: bool) -> None:
+    def cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+        taps, outputs = _pool_taps(args, first_tensor(out), dims, adaptive)
+        # max: taps - 1 comparisons per output; average: taps - 1 adds and one division.
+        return Cost(0, taps - outputs if is_max else taps)
+
+    register_cost_rule(_packets_of(*names), "pooling", first_output_only=True)(cost)
+
+
+for _dims in (1, 2, 3):
+    _register_pool([f"max_pool{_dims}d", f"max_pool{_dims}d_with_indices"], _dims, adaptive=False, is_max=True)
+    _register_pool([f"avg_pool{_dims}d"], _dims, adaptive=False, is_max=False)
+    _register_pool([f"adaptive_max_pool{_dims}d"], _dims, adaptive=True, is_max=True)
+    _register_pool([f"_adaptive_avg_pool{_dims}d"], _dims, adaptive=True, is_max=False)
+
+
+# --- resampling --------------------------------------------------------------------------------
+
+per_element(0, "resampling", _packets_of("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "_upsample_nearest_exact2d", "_unsafe_index"))
+per_element(3, "resampling", _packets_of("upsample_linear1d"))  # 2 mul + 1 add per output
+per_element(7, "resampling", _packets_of("upsample_bilinear2d", "_upsample_bilinear2d_aa"))  # 4 mul + 3 add
+per_element(31, "resampling", _packets_of("upsample_bicubic2d"))  # 16 mul + 15 add
+per_element(15, "resampling", _packets_of("upsample_trilinear3d"))  # 8 mul + 7 add
+
+GRID_POINT_FLOPS = 12  # per sampling point: unnormalize x, y (4), floor (2), fractions (2), corner weights (4)
+
+
+@register_cost_rule(aten.grid_sampler_2d, category="resampling")
+def grid_sample_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost | None:
+    # grid_sampler_2d(input, grid, interpolation_mode, padding_mode, align_corners)
+    mode = args[2]
+    points = args[1].numel() // 2
+    if mode == 0:  # bilinear: 4 mul + 3 add per output element
+        return Cost(0, GRID_POINT_FLOPS * points + 7 * out.numel())
+    if mode == 1:  # nearest: unnormalize and round the coordinates only
+        return Cost(0, 6 * points)
+    return None  # bicubic: no rule; reported as uncounted
+
+
+# --- data movement: no arithmetic --------------------------------------------------------------
+
+DATA_MOVEMENT = _packets_of(
+    "view", "_unsafe_view", "reshape", "_reshape_alias", "t", "transpose", "permute", "expand", "squeeze",
+    "unsqueeze", "slice", "select", "split", "split_with_sizes", "unbind", "chunk", "narrow", "cat", "stack",
+    "clone", "contiguous", "copy", "copy_", "_to_copy", "detach", "alias", "as_strided", "empty", "empty_like",
+    "empty_strided", "zeros", "zeros_like", "ones", "ones_like", "full", "full_like", "fill", "fill_", "zero_",
+    "arange", "repeat", "repeat_interleave", "index_select", "gather", "index", "constant_pad_nd", "masked_fill",
+    "masked_fill_", "where", "lift_fresh", "lift_fresh_copy", "new_empty", "new_zeros", "new_ones", "new_full",
+    "scalar_tensor", "unfold", "roll", "flip", "native_dropout", "randn", "rand", "randint", "normal_",
+    "uniform_", "bernoulli_", "_local_scalar_dense", "tril", "triu", "diagonal", "view_as_real", "view_as_complex",
+    "embedding", "pixel_shuffle", "pixel_unshuffle", "im2col", "col2im",
+)
+per_element(0, "data movement", DATA_MOVEMENT)

@@ -1,0 +1,200 @@
+"""One forward pass under a ``TorchDispatchMode``: every aten op, its cost, and the module that ran it.
+
+The tracer knows no operator: it looks each one up in :data:`archprof.tracing.rules.COST_RULES`.
+Global module hooks keep a stack of the modules whose ``forward`` is running, so an op is charged
+to the innermost one, functional calls and ``a + b`` included, and a module called twice is
+charged twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from archprof.tracing.meta_shapes import fast_meta_output
+from archprof.tracing.rules import COST_RULES, CostRule
+
+# Metadata queries, not computations (as FlopCounterMode skips them).
+_QUERIES = {
+    torch.ops.aten.is_contiguous.default,
+    torch.ops.aten.is_contiguous.memory_format,
+    torch.ops.aten.is_strides_like_format.default,
+    torch.ops.aten.is_non_overlapping_and_dense.default,
+    torch.ops.aten.size.default,
+    torch.ops.aten.sym_size.default,
+    torch.ops.aten.stride.default,
+    torch.ops.aten.sym_stride.default,
+    torch.ops.aten.storage_offset.default,
+    torch.ops.aten.sym_storage_offset.default,
+    torch.ops.aten.numel.default,
+    torch.ops.aten.sym_numel.default,
+    torch.ops.aten.dim.default,
+    torch.ops.prim.layout.default,
+    torch.ops.prim.device.default,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class OpEvent:
+    """One aten op call as it ran: what it cost and where."""
+
+    op: str  # overload packet name, e.g. "aten.convolution"
+    module: str  # path of the innermost module whose forward ran it ("" for the model itself)
+    category: str  # the rule's layer type for this call, or "uncounted"
+    macs: int
+    flops: int
+    activations: int  # elements written (0 for views)
+    bytes_read: int
+    bytes_written: int
+    counted: bool
+
+
+@dataclass
+class Trace:
+    events: list[OpEvent] = field(default_factory=list)
+    # Per event: storages read, storages first written (key, bytes); for activation liveness.
+    reads: list[tuple[int, ...]] = field(default_factory=list)
+    allocations: list[tuple[tuple[int, int], ...]] = field(default_factory=list)
+    input_storages: dict[int, int] = field(default_factory=dict)
+    output_storages: set[int] = field(default_factory=set)
+    # (module path, output shape) of every tensor output by a watched module.
+    module_outputs: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
+
+
+def storage_key(t: torch.Tensor) -> int:
+    return t.untyped_storage()._cdata
+
+
+def tensor_bytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self, tracer: Tracer) -> None:
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _QUERIES:
+            return func(*args, **kwargs)
+        rule = self.tracer.rules.get(func._overloadpacket)
+        if rule is None:
+            # An op with no rule may decompose into ops that have one (as FlopCounterMode does).
+            with self:
+                out = func.decompose(*args, **kwargs)
+            if out is not NotImplemented:
+                return out
+        tensors_in = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        out = fast_meta_output(func, args, kwargs, tensors_in)
+        if out is None:
+            out = func(*args, **kwargs)
+        self.tracer.record(func, rule, args, kwargs, out, tensors_in)
+        return out
+
+
+class Tracer:
+    """Runs ``model(*inputs)`` and returns its :class:`Trace`."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        module_paths: dict[int, str],
+        watched: set[str],
+        rules: dict[Any, CostRule] | None = None,
+    ) -> None:
+        self.model = model
+        self.paths = module_paths
+        self.watched = watched
+        self.rules = COST_RULES if rules is None else rules
+        self.stack: list[str] = []
+        self.trace = Trace()
+        self._known: set[int] = set()
+        self._alive: list[torch.Tensor] = []  # keeps storages alive so their keys stay unique
+        self._view_ops: dict[Any, bool] = {}
+
+    def run(self, inputs: tuple[torch.Tensor, ...], state: dict[str, torch.Tensor] | None) -> Trace:
+        for t in inputs:
+            self.trace.input_storages[storage_key(t)] = t.untyped_storage().nbytes()
+        self._known.update(self.trace.input_storages)
+        self._alive.extend(inputs)
+        pre = nn.modules.module.register_module_forward_pre_hook(self._enter)
+        post = nn.modules.module.register_module_forward_hook(self._exit, always_call=True)
+        try:
+            with torch.no_grad(), _Recorder(self):
+                if state is None:
+                    out = self.model(*inputs)
+                else:
+                    out = torch.func.functional_call(self.model, state, inputs)
+        finally:
+            pre.remove()
+            post.remove()
+        self.trace.output_storages = {storage_key(t) for t in tree_leaves(out) if isinstance(t, torch.Tensor)}
+        return self.trace
+
+    def mark_known(self, tensors: list[torch.Tensor]) -> None:
+        """Tensors that exist before the forward (weights): neither allocated nor activations."""
+        self._known.update(storage_key(t) for t in tensors)
+        self._alive.extend(tensors)
+
+    def _enter(self, module: nn.Module, args: Any) -> None:
+        self.stack.append(self.paths.get(id(module), self.stack[-1] if self.stack else ""))
+
+    def _exit(self, module: nn.Module, args: Any, output: Any) -> None:
+        path = self.stack.pop() if self.stack else ""
+        if path in self.watched and id(module) in self.paths:
+            self.trace.module_outputs.extend(
+                (path, tuple(t.shape)) for t in tree_leaves(output) if isinstance(t, torch.Tensor)
+            )
+
+    def _is_view(self, func: Any) -> bool:
+        view = self._view_ops.get(func)
+        if view is None:
+            returns = func._schema.returns
+            view = bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write for r in returns)
+            self._view_ops[func] = view
+        return view
+
+    def record(
+        self, func: Any, rule: CostRule | None, args: tuple, kwargs: dict, out: Any, tensors_in: list[torch.Tensor]
+    ) -> None:
+        tensors_out = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+        if rule is not None and rule.first_output_only:
+            tensors_out = tensors_out[:1]
+        packet = func._overloadpacket
+        name = f"{packet._qualified_op_name.replace('::', '.')}"
+        cost, category = None, "uncounted"
+        if rule is not None:
+            try:
+                cost = rule.cost(args, kwargs, out)
+            except Exception:  # a rule that cannot read this call's arguments: report, don't guess
+                cost = None
+            if cost is not None:
+                category = rule.category(args, kwargs) if callable(rule.category) else rule.category
+        view = self._is_view(func)
+        macs, flops = (cost.macs, cost.flops) if cost is not None else (0, 0)
+        if view:
+            activations = bytes_read = bytes_written = 0
+        else:
+            activations = sum(t.numel() for t in tensors_out)
+            bytes_read = sum(tensor_bytes(t) for t in tensors_in)
+            bytes_written = sum(tensor_bytes(t) for t in tensors_out)
+        module = self.stack[-1] if self.stack else ""
+        self.trace.events.append(
+            OpEvent(name, module, category, int(macs), int(flops), activations, bytes_read, bytes_written, cost is not None)
+        )
+        reads = tuple({storage_key(t) for t in tensors_in})
+        fresh = []
+        for t in tensors_out:
+            key = storage_key(t)
+            if key not in self._known:
+                self._known.add(key)
+                fresh.append((key, t.untyped_storage().nbytes()))
+        self.trace.reads.append(reads)
+        self.trace.allocations.append(tuple(fresh))
+        self._alive.extend(tensors_out)
