@@ -127,10 +127,8 @@ class Tracer:
         post = nn.modules.module.register_module_forward_hook(self._exit, always_call=True)
         try:
             with torch.no_grad(), _Recorder(self):
-                if state is None:
-                    out = self.model(*inputs)
-                else:
-                    out = torch.func.functional_call(self.model, state, inputs)
+                # functional_call swaps in meta weights for the call without touching the user's module.
+                out = self.model(*inputs) if state is None else torch.func.functional_call(self.model, state, inputs)
         finally:
             pre.remove()
             post.remove()
