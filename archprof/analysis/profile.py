@@ -131,30 +131,43 @@ class Profile:
         """Ops that ran but have no cost rule: name -> call count, never a silent zero."""
         return dict(Counter(op.op for op in self.ops if not op.counted))
 
-    def group(self, by: str) -> list[Row]:
-        """Rows for ``by`` in "layer", "block", "stage", "type", in forward order."""
+    def group(self, by: str, depth: int | None = None) -> list[Row]:
+        """Rows for ``by`` in "layer", "block", "stage", "type", in forward order.
+
+        ``depth`` folds the layer view to that many levels of the module tree ("layer1.0.conv1"
+        at depth 2 is charged to "layer1.0").
+        """
         if by not in GROUPINGS:
             raise ValueError(f"unknown grouping {by!r} (choose from {', '.join(GROUPINGS)})")
+        if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+            raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
         sums: dict[str, dict[str, int]] = {}
+        keys = {path: self._key(info, by, depth) for path, info in self.modules.items()}
 
         def bucket(name: str) -> dict[str, int]:
             return sums.setdefault(name, dict.fromkeys(SUMMED, 0))
 
         for op, op_type in zip(self.ops, self.op_types, strict=True):
-            info = self.modules[op.module]
-            name = {"layer": info.path or ROOT, "block": info.block, "stage": info.stage, "type": op_type}[by]
-            row = bucket(name)
+            row = bucket(op_type if by == "type" else keys[op.module])
             row["calls"] += 1
             row["macs"] += op.macs
             row["flops"] += op.flops
             row["activations"] += op.activations
             row["bytes_read"] += op.bytes_read
             row["bytes_written"] += op.bytes_written
-        for info in self.modules.values():
+        for path, info in self.modules.items():
             if info.params:
-                name = {"layer": info.path or ROOT, "block": info.block, "stage": info.stage, "type": info.layer_type}[by]
-                bucket(name)["params"] += info.params
+                bucket(info.layer_type if by == "type" else keys[path])["params"] += info.params
         return [Row(by, name, **values) for name, values in sums.items()]
+
+    @staticmethod
+    def _key(info: ModuleInfo, by: str, depth: int | None) -> str:
+        if by == "block":
+            return info.block
+        if by == "stage":
+            return info.stage
+        path = ".".join(info.path.split(".")[:depth]) if depth else info.path
+        return path or ROOT
 
     def materialized_memory(self, bytes_per_element: int = 2) -> list[MaterializedRow]:
         """Largest materialized tensor per spatial size (the MobileNetV2 paper's Table 3 measure)."""
@@ -315,13 +328,13 @@ def profile(
         except Exception as err:
             if device is not None:
                 raise ProfileError(f"forward failed on {device} at input {_shapes(inputs)}: {_one_line(err)}") from err
+            try:
+                trace, used = _trace(model, inputs, "cpu", module_paths, watched)
+            except Exception as cpu_err:  # not a meta limitation: the model fails at this input
+                raise ProfileError(f"forward failed at input {_shapes(inputs)}: {_one_line(cpu_err)}") from cpu_err
             notice = f"the model cannot run on the meta device ({_one_line(err)}); profiled with a real CPU forward"
             warnings.warn(notice, ArchprofNotice, stacklevel=2)
             notices.append(notice)
-            try:
-                trace, used = _trace(model, inputs, "cpu", module_paths, watched)
-            except Exception as cpu_err:
-                raise ProfileError(f"forward failed at input {_shapes(inputs)}: {_one_line(cpu_err)}") from cpu_err
             used_device = "cpu"
     finally:
         model.train(was_training)

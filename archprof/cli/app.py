@@ -6,9 +6,11 @@ Results go to stdout; bad input is one line on stderr and exit code 2, never a t
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
+from archprof.analysis.profile import ArchprofNotice
 from archprof.cli import commands
 
 app = typer.Typer(
@@ -25,11 +27,16 @@ def _root() -> None:
     """FLOPs, MACs, parameters and memory of PyTorch architectures, traced at the dispatcher."""
 
 
+app.command("compare")(commands.compare_command)
+app.command("profile")(commands.profile_command)
+app.command("resnet")(commands.resnet_command)
+app.command("blocks")(commands.blocks_command)
 app.command("list")(commands.list_command)
 
 
 def run(argv: list[str] | None = None) -> int:
     """Run the command line on ``argv`` and return its exit code (what ``main`` exits with)."""
+    warnings.simplefilter("ignore", ArchprofNotice)  # the commands print notices as one line each
     try:
         result = app(args=argv, prog_name="archprof", standalone_mode=False)
     except typer.Exit as err:

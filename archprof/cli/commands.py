@@ -3,28 +3,133 @@
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
+from enum import Enum
+from typing import Annotated, Any
 
 import typer
 
+from archprof.analysis.profile import ProfileError, UncountedOpsError, profile
 from archprof.architectures import list_models, model_entry
+from archprof.architectures.spec import ModelSpec, SpecError, build_from_spec, parse_spec
+from archprof.rendering.output import OutputError, check_writable, emit
+from archprof.rendering.tables import blocks_tables, group_table, totals_table
+from archprof.rendering.writers import blocks_to_csv, blocks_to_json, models_to_csv, models_to_json
+
+EXIT_USAGE = 2
+EXIT_UNCOUNTED = 3
 
 
 class UserError(Exception):
     """Bad input from the user: reported as one line on stderr with exit code 2."""
 
 
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+    latex = "latex"
+
+
+class Unit(str, Enum):
+    macs = "macs"
+    flops = "flops"
+
+
 def reports_user_errors(command: Callable) -> Callable:
+    """One line on stderr and exit code 2 for bad input; exit code 3 for strict-mode failures."""
+
     @functools.wraps(command)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (UserError, ValueError) as err:
+        except UncountedOpsError as err:
             typer.echo(f"archprof: error: {err}", err=True)
-            sys.exit(2)
+            raise typer.Exit(EXIT_UNCOUNTED) from None
+        except (UserError, SpecError, OutputError, ProfileError, ValueError) as err:
+            typer.echo(f"archprof: error: {' '.join(str(err).split())}", err=True)
+            raise typer.Exit(EXIT_USAGE) from None
 
     return wrapper
+
+
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+OutputOption = Annotated[str | None, typer.Option("--output", "-o", help="Write to FILE (atomically) instead of stdout.")]
+UnitOption = Annotated[Unit, typer.Option("--unit", help="Cost shown in the grouped tables.")]
+RawOption = Annotated[bool, typer.Option("--raw", help="Exact integers instead of K/M/G units.")]
+StrictOption = Annotated[bool, typer.Option("--strict", help="Fail (exit 3) if any op has no cost rule.")]
+PerStage = Annotated[bool, typer.Option("--per-stage", help="Per-stage table.")]
+PerBlock = Annotated[bool, typer.Option("--per-block", help="Per-block-type table.")]
+PerType = Annotated[bool, typer.Option("--per-type", help="Per-layer-type table.")]
+PerLayer = Annotated[bool, typer.Option("--per-layer", help="Per-layer table.")]
+BatchOption = Annotated[int | None, typer.Option("--batch", help="Batch size of the input.")]
+InputShapeOption = Annotated[str | None, typer.Option("--input-shape", help="Full input shape, e.g. 1x3x224x224.")]
+ResolutionOption = Annotated[int | None, typer.Option("--resolution", help="Input height and width.")]
+NumClassesOption = Annotated[int | None, typer.Option("--num-classes", help="Classifier outputs.")]
+
+
+def views(per_stage: bool, per_block: bool, per_type: bool, per_layer: bool) -> list[str]:
+    """The grouped tables asked for; none asked means stage, block and type."""
+    chosen = [by for by, on in (("stage", per_stage), ("block", per_block), ("type", per_type), ("layer", per_layer)) if on]
+    return chosen or ["stage", "block", "type"]
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    parts = text.replace("x", ",").replace("X", ",").split(",")
+    try:
+        shape = tuple(int(p) for p in parts if p.strip())
+    except ValueError:
+        raise UserError(f"input shape {text!r} is not a list of integers like 1x3x224x224") from None
+    if not shape or any(s < 1 for s in shape):
+        raise UserError(f"input shape {text!r} must be positive integers like 1x3x224x224")
+    return shape
+
+
+def input_shape_for(model: Any, batch: int | None, input_shape: str | None) -> tuple[int, ...]:
+    if batch is not None and batch < 1:
+        raise UserError(f"batch must be >= 1, got {batch}")
+    if input_shape is not None:
+        shape = parse_shape(input_shape)
+        return (batch, *shape[1:]) if batch is not None else shape
+    default = getattr(model, "default_input_shape", None) or (1, 3, 224, 224)
+    return (batch or default[0], *default[1:])
+
+
+def profile_specs(
+    specs: list[ModelSpec], overrides: dict[str, Any], batch: int | None, input_shape: str | None, strict: bool
+) -> list:
+    profiles = []
+    for spec in specs:
+        model = build_from_spec(spec, "meta", overrides)
+        label = spec.text
+        if overrides:
+            label += ("," if ":" in spec.text and not spec.factory else ":") + ",".join(f"{k}={v}" for k, v in overrides.items())
+        p = profile(model, input_shape_for(model, batch, input_shape), strict=strict, name=label)
+        if spec.factory and not p.config:
+            p.config = {**spec.options}
+        for notice in p.notices:
+            typer.echo(f"archprof: notice: {spec.text}: {notice}", err=True)
+        profiles.append(p)
+    return profiles
+
+
+def render_models(
+    profiles: list, groupings: list[str], fmt: Format, output: str | None, unit: Unit, raw: bool, depth: int | None
+) -> None:
+    if fmt is Format.json:
+        emit(models_to_json(profiles, groupings, depth), None, fmt.value, raw, output)
+    elif fmt is Format.csv:
+        emit(models_to_csv(profiles, groupings, depth), None, fmt.value, raw, output)
+    else:
+        tables = [totals_table(profiles)]
+        tables += [group_table(profiles, by, unit.value, depth if by == "layer" else None) for by in groupings]
+        emit(None, tables, fmt.value, raw, output)
+
+
+def model_options(width: float | None, resolution: int | None, num_classes: int | None) -> dict[str, Any]:
+    given = {"width": width, "resolution": resolution, "num_classes": num_classes}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 @reports_user_errors
@@ -33,3 +138,143 @@ def list_command() -> None:
     from archprof.rendering.console import print_model_list
 
     print_model_list([model_entry(name) for name in list_models()])
+
+
+@reports_user_errors
+def compare_command(
+    models: Annotated[list[str], typer.Argument(help="Models to compare, e.g. mobilenet_v1 mobilenet_v2:width=0.5,resolution=160.")],
+    per_stage: PerStage = False,
+    per_block: PerBlock = False,
+    per_type: PerType = False,
+    per_layer: PerLayer = False,
+    batch: BatchOption = None,
+    fmt: FormatOption = Format.table,
+    output: OutputOption = None,
+    unit: UnitOption = Unit.macs,
+    raw: RawOption = False,
+    strict: StrictOption = False,
+) -> None:
+    """Totals side by side with ratios to the first model, then per-stage, per-block-type and
+    per-layer-type tables with shares."""
+    if len(models) < 2:
+        raise UserError("compare needs at least two models")
+    if output is not None:
+        check_writable(output)
+    specs = [parse_spec(m) for m in models]
+    profiles = profile_specs(specs, {}, batch, None, strict)
+    render_models(profiles, views(per_stage, per_block, per_type, per_layer), fmt, output, unit, raw, None)
+
+
+@reports_user_errors
+def profile_command(
+    name: Annotated[str, typer.Argument(help="A registered model (with :key=value options), package.module:callable or file.py:callable.")],
+    width: Annotated[float | None, typer.Option("--width", help="Width multiplier (MobileNets).")] = None,
+    resolution: ResolutionOption = None,
+    num_classes: NumClassesOption = None,
+    batch: BatchOption = None,
+    input_shape: InputShapeOption = None,
+    per_stage: PerStage = False,
+    per_block: PerBlock = False,
+    per_type: PerType = False,
+    per_layer: PerLayer = False,
+    depth: Annotated[int | None, typer.Option("--depth", help="Fold the layer view to N levels of the module tree.")] = None,
+    fmt: FormatOption = Format.table,
+    output: OutputOption = None,
+    unit: UnitOption = Unit.macs,
+    raw: RawOption = False,
+    strict: StrictOption = False,
+) -> None:
+    """Profile one architecture: totals and the grouped tables asked for."""
+    if depth is not None and depth < 1:
+        raise UserError(f"--depth must be >= 1, got {depth}")
+    if output is not None:
+        check_writable(output)
+    spec = parse_spec(name)
+    profiles = profile_specs([spec], model_options(width, resolution, num_classes), batch, input_shape, strict)
+    groupings = views(per_stage, per_block, per_type, per_layer or depth is not None)
+    render_models(profiles, groupings, fmt, output, unit, raw, depth)
+
+
+@reports_user_errors
+def resnet_command(
+    depth: Annotated[int, typer.Option("--depth", help="18, 34, 50, 101 or 152.")] = 50,
+    stride_in_1x1: Annotated[bool, typer.Option("--stride-in-1x1/--stride-in-3x3", help="MSRA stride placement (the seed's default) or torchvision's v1.5.")] = False,
+    norm: Annotated[str, typer.Option("--norm", help="bn, frozen_bn or gn.")] = "bn",
+    groups: Annotated[int, typer.Option("--groups", help="ResNeXt cardinality.")] = 1,
+    width_per_group: Annotated[int, typer.Option("--width-per-group", help="ResNeXt width per group.")] = 64,
+    stages: Annotated[str, typer.Option("--stages", help="C4, C5 or FPN.")] = "C5",
+    dcn_stages: Annotated[str, typer.Option("--dcn-stages", help="Stages (2-5) with deformable 3x3 convs, e.g. 3,4,5.")] = "",
+    modulated_dcn: Annotated[bool, typer.Option("--modulated-dcn", help="Modulated deformable convs (DCNv2).")] = False,
+    deformable_groups: Annotated[int, typer.Option("--deformable-groups")] = 1,
+    freeze_at: Annotated[int, typer.Option("--freeze-at", help="Freeze the stem and stages up to N (the seed's FREEZE_CONV_BODY_AT).")] = 0,
+    backbone: Annotated[bool, typer.Option("--backbone", help="Stage features only: no pooling, no fc.")] = False,
+    resolution: Annotated[int, typer.Option("--resolution", help="Input height and width.")] = 224,
+    num_classes: Annotated[int, typer.Option("--num-classes")] = 1000,
+    batch: BatchOption = None,
+    per_stage: PerStage = False,
+    per_block: PerBlock = False,
+    per_type: PerType = False,
+    per_layer: PerLayer = False,
+    layer_depth: Annotated[int | None, typer.Option("--layer-depth", help="Fold the layer view to N levels.")] = None,
+    fmt: FormatOption = Format.table,
+    output: OutputOption = None,
+    unit: UnitOption = Unit.macs,
+    raw: RawOption = False,
+    strict: StrictOption = False,
+) -> None:
+    """Profile a ResNet of the seed's backbone family with its options."""
+    if output is not None:
+        check_writable(output)
+    try:
+        dcn = [int(s) for s in dcn_stages.replace("+", ",").split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--dcn-stages {dcn_stages!r} is not a list of stage numbers like 3,4,5") from None
+    options: dict[str, Any] = dict(
+        norm=norm, stride_in_1x1=stride_in_1x1, groups=groups, width_per_group=width_per_group, stages=stages,
+        dcn_stages=dcn, modulated_dcn=modulated_dcn, deformable_groups=deformable_groups, freeze_at=freeze_at,
+        backbone=backbone, num_classes=num_classes, resolution=resolution,
+    )
+    name = f"resnet{depth}"
+    if name not in list_models():
+        raise UserError(f"--depth must be one of 18, 34, 50, 101, 152, got {depth}")
+    defaults = model_entry(name).defaults
+    changed = {k: v for k, v in options.items() if v != defaults[k] and not (k == "dcn_stages" and not v)}
+    label = name + (":" + ",".join(f"{k}={_spec_value(v)}" for k, v in changed.items()) if changed else "")
+    spec = ModelSpec(label, name, options)
+    profiles = profile_specs([spec], {}, batch, None, strict)
+    groupings = views(per_stage, per_block, per_type, per_layer or layer_depth is not None)
+    render_models(profiles, groupings, fmt, output, unit, raw, layer_depth)
+
+
+def _spec_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ",".join(map(str, value)) + "]"
+    return str(value)
+
+
+@reports_user_errors
+def blocks_command(
+    channels: Annotated[int, typer.Option("--channels", help="Input channels (C, M, d').")] = 64,
+    out_channels: Annotated[int, typer.Option("--out-channels", help="Output channels (C', N, d'').")] = 64,
+    size: Annotated[int, typer.Option("--size", help="Input height and width.")] = 56,
+    stride: Annotated[int, typer.Option("--stride")] = 1,
+    expansion: Annotated[int, typer.Option("--expansion", "-t", help="The inverted residual's expansion t.")] = 6,
+    fmt: FormatOption = Format.table,
+    output: OutputOption = None,
+    raw: RawOption = False,
+) -> None:
+    """The ResNet bottleneck against the MobileNet V2 inverted residual (and the basic block,
+    the depthwise-separable block and a standard 3x3 conv) at matched input, traced and in closed form."""
+    from archprof.analysis.blocks import BlockShapes, compare_blocks
+
+    if output is not None:
+        check_writable(output)
+    comparison = compare_blocks(BlockShapes(channels, out_channels, size, stride, expansion))
+    if fmt is Format.json:
+        emit(blocks_to_json(comparison), None, fmt.value, raw, output)
+    elif fmt is Format.csv:
+        emit(blocks_to_csv(comparison), None, fmt.value, raw, output)
+    else:
+        emit(None, blocks_tables(comparison), fmt.value, raw, output)

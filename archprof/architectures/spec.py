@@ -1,0 +1,137 @@
+"""Model specs as users type them: ``mobilenet_v2:width=0.5,resolution=160``, or a factory.
+
+A factory is ``package.module:callable`` or ``path/to/file.py:callable`` returning an
+``nn.Module``, optionally followed by ``:key=value,...`` keyword arguments.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from archprof.architectures.registry import build_model, list_models
+
+
+class SpecError(ValueError):
+    """A model spec that cannot be built (one readable line)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    text: str  # as the user typed it: the label of the model in every output
+    name: str  # a registered name, or the factory's "module:callable"
+    options: dict[str, Any] = field(default_factory=dict)
+    factory: bool = False
+
+
+def parse_value(text: str) -> Any:
+    """``true``/``false``, integers, floats, ``[2,3]`` lists; anything else stays a string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered.startswith("[") and lowered.endswith("]"):
+        inner = text.strip()[1:-1]
+        return [parse_value(v) for v in inner.split(",") if v.strip()]
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def parse_options(text: str) -> dict[str, Any]:
+    """``key=value,key=[a,b]`` -> dict; commas inside brackets belong to the value."""
+    options: dict[str, Any] = {}
+    depth, start, parts = 0, 0, []
+    for i, ch in enumerate(text):
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    for part in filter(None, (p.strip() for p in parts)):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"option {part!r} is not key=value")
+        options[key.strip()] = parse_value(value)
+    return options
+
+
+def parse_spec(text: str) -> ModelSpec:
+    if not text or not text.strip():
+        raise SpecError("empty model name")
+    head, sep, rest = text.partition(":")
+    func, sep2, options = rest.partition(":")
+    # "name:key=value,..." is a registered model with options; "module:callable[:options]" and
+    # "file.py:callable[:options]" are factories.
+    is_factory = bool(sep) and head not in list_models() and "=" not in func
+    if not is_factory:
+        return ModelSpec(text, head, parse_options(rest) if sep else {})
+    if not func.replace(".", "").replace("_", "").isalnum():
+        raise SpecError(f"factory {text!r} names no callable (expected module:callable or file.py:callable)")
+    return ModelSpec(text, f"{head}:{func}", parse_options(options) if sep2 else {}, factory=True)
+
+
+def load_factory(target: str) -> Any:
+    module_name, _, func_name = target.rpartition(":")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise SpecError(f"factory file {module_name} does not exist")
+            spec = importlib.util.spec_from_file_location(f"archprof_user_{path.stem}", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except SpecError:
+        raise
+    except Exception as err:  # the user's module failed to import: name the cause in one line
+        raise SpecError(f"cannot import {module_name}: {type(err).__name__}: {_first_line(err)}") from err
+    func = module
+    for attr in func_name.split("."):
+        if not hasattr(func, attr):
+            raise SpecError(f"{module_name} has no attribute {func_name!r}")
+        func = getattr(func, attr)
+    if not callable(func):
+        raise SpecError(f"{target} is not callable")
+    return func
+
+
+def build_from_spec(spec: ModelSpec, device: str = "meta", overrides: dict[str, Any] | None = None) -> nn.Module:
+    """Build a registered architecture or call a user factory; errors are one-line SpecErrors."""
+    options = {**spec.options, **(overrides or {})}
+    if not spec.factory:
+        try:
+            return build_model(spec.name, device=device, **options)
+        except ValueError as err:
+            raise SpecError(str(err)) from err
+    factory = load_factory(spec.name)
+    try:
+        try:
+            with torch.device(device):
+                model = factory(**options)
+        except Exception:
+            if device == "cpu":
+                raise
+            model = factory(**options)  # a factory that cannot build on meta builds on the CPU
+    except Exception as err:
+        raise SpecError(f"{spec.name} raised {type(err).__name__}: {_first_line(err)}") from err
+    if not isinstance(model, nn.Module):
+        raise SpecError(f"{spec.name} returned {type(model).__name__}, not a torch.nn.Module")
+    model.archprof_name = spec.name
+    return model
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else ""

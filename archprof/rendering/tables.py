@@ -1,0 +1,125 @@
+"""Analysis results laid out as tables: the one shape every human-readable writer prints.
+
+Cells hold numbers, not strings: a :class:`Column` says what a number is (its unit), and each
+writer formats it (human K/M/G units by default, exact integers with ``raw``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from archprof.analysis.blocks import BlockComparison
+from archprof.analysis.compare import compare_groups, compare_totals
+from archprof.analysis.profile import Profile
+
+# Units a column can carry; "share" is a fraction shown as a percentage with a bar on a console.
+COUNT_UNITS = {"macs": "MACs", "flops": "FLOPs", "params": "params", "activations": "activations", "bytes": "B"}
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    unit: str | None = None  # a COUNT_UNITS key, "share", "ratio", "float", or None for text
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[Column]
+    rows: list[list[Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    # For columns whose unit is "row": the unit of each row (the totals table mixes metrics).
+    row_units: list[str] = field(default_factory=list)
+
+
+TOTAL_LABELS = {
+    "macs": ("MACs", "macs"),
+    "flops": ("FLOPs", "flops"),
+    "params": ("parameters", "params"),
+    "activations": ("activations", "activations"),
+    "peak_activation_bytes": ("peak activation memory", "bytes"),
+    "arithmetic_intensity": ("arithmetic intensity (FLOPs/B)", "float"),
+}
+
+
+def totals_table(profiles: list[Profile]) -> Table:
+    """Metrics down, models across; with several models each one's ratio to the first."""
+    columns = [Column("metric")]
+    for i, p in enumerate(profiles):
+        columns.append(Column(p.model, "row"))
+        if i:
+            columns.append(Column(f"x {profiles[0].model}", "ratio"))
+    table = Table("totals", columns)
+    for row in compare_totals(profiles):
+        label, unit = TOTAL_LABELS[row.metric]
+        table.row_units.append(unit)
+        cells: list[Any] = [label]
+        for i, (value, ratio) in enumerate(zip(row.values, row.ratios, strict=True)):
+            cells.append(value)
+            if i:
+                cells.append(ratio)
+        table.rows.append(cells)
+    for p in profiles:
+        if p.uncounted:
+            listed = ", ".join(f"{op} x{n}" for op, n in p.uncounted.items())
+            table.notes.append(f"{p.model}: ops with no cost rule, not counted: {listed}")
+        table.notes.extend(f"{p.model}: {notice}" for notice in p.notices)
+    return table
+
+
+GROUP_TITLES = {"stage": "per stage", "block": "per block type", "type": "per layer type", "layer": "per layer"}
+
+
+def group_table(profiles: list[Profile], by: str, unit: str = "macs", depth: int | None = None) -> Table:
+    """One model: every metric of each group. Several: the unit's value and share per model."""
+    rows = compare_groups(profiles, by, unit, depth)
+    title = GROUP_TITLES[by] + (f" (depth {depth})" if depth else "")
+    if len(profiles) == 1:
+        p = profiles[0]
+        table = Table(title, [
+            Column(by), Column("calls", "int"), Column(COUNT_UNITS[unit], unit), Column("share", "share"),
+            Column("params", "params"), Column("params share", "share"), Column("activations", "activations"),
+            Column("bytes moved", "bytes"),
+        ])
+        for g in rows:
+            r = g.rows[0]
+            params_share = r.params / p.totals.params if p.totals.params else 0.0
+            table.rows.append([g.name, r.calls, getattr(r, unit), g.shares[0], r.params, params_share,
+                               r.activations, r.bytes_read + r.bytes_written])
+        return table
+    columns = [Column(by)]
+    for p in profiles:
+        columns += [Column(f"{p.model} {COUNT_UNITS[unit]}", unit), Column(f"{p.model} share", "share")]
+    table = Table(title, columns)
+    for g in rows:
+        cells: list[Any] = [g.name]
+        for r, share in zip(g.rows, g.shares, strict=True):
+            cells += [getattr(r, unit) if r is not None else None, share]
+        table.rows.append(cells)
+    return table
+
+
+def blocks_tables(comparison: BlockComparison) -> list[Table]:
+    """The traced costs with each block type's share of its network, then the closed forms."""
+    s = comparison.shapes
+    costs = Table(
+        f"blocks at matched input: {s.channels} -> {s.out_channels} channels, {s.size}x{s.size}, "
+        f"stride {s.stride}, expansion t = {s.expansion}",
+        [
+            Column("block"), Column("MACs", "macs"), Column("closed form", "macs"),
+            Column("/ std conv", "ratio"), Column("params", "params"), Column("activations", "activations"),
+            Column("peak memory", "bytes"), Column("network"), Column("network share", "share"),
+        ],
+    )
+    standard = comparison.blocks[0].macs
+    for b in comparison.blocks:
+        costs.rows.append([b.block, b.macs, b.closed_form_macs, b.macs / standard, b.params, b.activations,
+                           b.peak_activation_bytes, b.network, b.network_share])
+    costs.notes.append(
+        f"depthwise separable / standard conv: {comparison.separable_ratio:.4f} traced, "
+        f"1/N + 1/Dk^2 = {comparison.separable_ratio_closed_form:.4f} (MobileNet V1 paper, section 3.1)"
+    )
+    forms = Table("closed forms", [Column("block"), Column("layers"), Column("multiply-adds")])
+    forms.rows = [[b.block, b.layers, b.formula] for b in comparison.blocks]
+    return [costs, forms]

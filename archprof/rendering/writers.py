@@ -1,0 +1,210 @@
+"""One writer per output format: table (rich), markdown, latex, csv, json.
+
+Human-readable writers print :class:`Table` objects; csv and json export the analysis data
+itself (exact integers), so several models concatenate into one CSV and JSON is a stable contract.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from archprof.rendering.tables import COUNT_UNITS, Column, Table
+
+PREFIXES = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K"))
+BAR_WIDTH = 12
+
+
+def scale_of(values: list[Any]) -> tuple[int, str]:
+    top = max((abs(v) for v in values if isinstance(v, (int, float))), default=0)
+    return next(((d, p) for d, p in PREFIXES if top >= d), (1, ""))
+
+
+def format_cell(value: Any, unit: str | None, scale: tuple[int, str], raw: bool) -> str:
+    if value is None:
+        return "-"
+    if unit is None:
+        return str(value)
+    if unit == "share":
+        return f"{100 * value:.2f} %"
+    if unit == "ratio":
+        return f"{value:.3f}x"
+    if unit == "float":
+        return f"{value:.2f}"
+    if unit == "int" or raw:
+        return f"{int(value):,}" if not raw else str(int(value))
+    divisor, _ = scale
+    return f"{value / divisor:,.3f}" if divisor > 1 else f"{int(value):,}"
+
+
+def header_of(column: Column, scale: tuple[int, str], raw: bool) -> str:
+    if column.unit in COUNT_UNITS and not raw:
+        prefix = scale[1] + ("B" if column.unit == "bytes" else "")
+        return f"{column.header} ({prefix})" if prefix else column.header
+    return column.header
+
+
+def formatted(table: Table, raw: bool) -> tuple[list[str], list[list[str]]]:
+    """Headers and cell strings; each count column (or row, in the totals table) has one scale."""
+    scales = [scale_of([r[i] for r in table.rows]) for i in range(len(table.columns))]
+    headers = [header_of(c, scales[i], raw) for i, c in enumerate(table.columns)]
+    rows = []
+    for r, cells in enumerate(table.rows):
+        out = []
+        for i, (column, value) in enumerate(zip(table.columns, cells, strict=True)):
+            unit = column.unit
+            if unit == "row":
+                unit = table.row_units[r]
+                row_scale = scale_of([v for j, v in enumerate(cells) if table.columns[j].unit == "row"])
+                text = format_cell(value, unit, row_scale, raw)
+                if unit in COUNT_UNITS and not raw and row_scale[1]:
+                    text += f" {row_scale[1]}" + ("B" if unit == "bytes" else "")
+                out.append(text)
+            else:
+                out.append(format_cell(value, unit, scales[i], raw))
+        rows.append(out)
+    return headers, rows
+
+
+def bar(share: float | None) -> str:
+    if share is None:
+        return ""
+    full = round(max(0.0, min(1.0, share)) * BAR_WIDTH)
+    return "█" * full
+
+
+def write_console(tables: list[Table], raw: bool, console: Any) -> None:
+    from rich.table import Table as RichTable
+
+    for table in tables:
+        headers, rows = formatted(table, raw)
+        rich_table = RichTable(title=table.title, title_justify="left", title_style="bold")
+        for i, (h, column) in enumerate(zip(headers, table.columns, strict=True)):
+            if column.unit is None:  # names stay whole; long free text may wrap
+                longest = max((len(r[i]) for r in rows), default=0)
+                rich_table.add_column(h, min_width=min(longest, 24))
+            else:
+                rich_table.add_column(h, justify="right", no_wrap=True)
+            if column.unit == "share":  # an inline bar beside every share
+                rich_table.add_column("", no_wrap=True, style="cyan")
+        for cells, values in zip(rows, table.rows, strict=True):
+            shown = []
+            for column, text, value in zip(table.columns, cells, values, strict=True):
+                shown.append(text)
+                if column.unit == "share":
+                    shown.append(bar(value))
+            rich_table.add_row(*shown)
+        console.print(rich_table)
+        for note in table.notes:
+            console.print(f"note: {note}", highlight=False, markup=False)
+        console.print()
+
+
+def to_markdown(tables: list[Table], raw: bool) -> str:
+    out = []
+    for table in tables:
+        headers, rows = formatted(table, raw)
+        out.append(f"### {table.title}\n")
+        out.append("| " + " | ".join(headers) + " |")
+        out.append("|" + "|".join("---" if c.unit is None else "---:" for c in table.columns) + "|")
+        out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows]
+        out += [""] + [f"Note: {n}" for n in table.notes] + ([""] if table.notes else [])
+    return "\n".join(out).rstrip() + "\n"
+
+
+LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                 "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def to_latex(tables: list[Table], raw: bool) -> str:
+    """booktabs tables, one per view."""
+    out = ["% archprof output; needs \\usepackage{booktabs}"]
+    for table in tables:
+        headers, rows = formatted(table, raw)
+        spec = "".join("l" if c.unit is None else "r" for c in table.columns)
+        out += ["\\begin{table}[ht]", "\\centering", f"\\caption{{{latex_escape(table.title)}}}",
+                f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
+                " & ".join(latex_escape(h) for h in headers) + " \\\\", "\\midrule"]
+        out += [" & ".join(latex_escape(c) for c in r) + " \\\\" for r in rows]
+        out += ["\\bottomrule", "\\end{tabular}"]
+        out += [f"\\par\\footnotesize {latex_escape(n)}" for n in table.notes]
+        out += ["\\end{table}", ""]
+    return "\n".join(out)
+
+
+# --- data exports --------------------------------------------------------------------------------
+
+TOTAL_KEYS = ("macs", "flops", "params", "activations", "peak_activation_bytes")
+ROW_KEYS = ("calls", "macs", "flops", "params", "activations", "bytes_read", "bytes_written")
+
+
+def models_to_json(profiles: list[Any], groupings: list[str], depth: int | None) -> str:
+    """``{"models": [{"name", "config", "totals", "uncounted", "rows"}]}``, the README's contract."""
+    models = []
+    for p in profiles:
+        rows = [{"grouping": r.grouping, "name": r.name, **{k: getattr(r, k) for k in ROW_KEYS}}
+                for by in groupings for r in p.group(by, depth if by == "layer" else None)]
+        models.append({
+            "name": p.model,
+            "config": p.config,
+            "input_shape": list(p.input_shapes[0]) if len(p.input_shapes) == 1 else [list(s) for s in p.input_shapes],
+            "totals": {k: getattr(p.totals, k) for k in TOTAL_KEYS},
+            "uncounted": p.uncounted,
+            "rows": rows,
+        })
+    return json.dumps({"models": models}, indent=2) + "\n"
+
+
+CSV_COLUMNS = ("model", "grouping", "name", *ROW_KEYS)
+
+
+def models_to_csv(profiles: list[Any], groupings: list[str], depth: int | None) -> str:
+    """One header row, exact integers; a "total" row per model, then its rows per grouping.
+
+    Uncounted ops appear as rows of grouping "uncounted" (their call count in ``calls``).
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for p in profiles:
+        t = p.totals
+        calls = len(p.ops)
+        writer.writerow([p.model, "total", "total", calls, t.macs, t.flops, t.params, t.activations, t.bytes_read, t.bytes_written])
+        for by in groupings:
+            for r in p.group(by, depth if by == "layer" else None):
+                writer.writerow([p.model, by, r.name, *(getattr(r, k) for k in ROW_KEYS)])
+        for op, n in p.uncounted.items():
+            writer.writerow([p.model, "uncounted", op, n, 0, 0, 0, 0, 0, 0])
+    return buffer.getvalue()
+
+
+def blocks_to_json(comparison: Any) -> str:
+    return json.dumps({
+        "shapes": asdict(comparison.shapes),
+        "blocks": [asdict(b) for b in comparison.blocks],
+        "separable_ratio": comparison.separable_ratio,
+        "separable_ratio_closed_form": comparison.separable_ratio_closed_form,
+    }, indent=2) + "\n"
+
+
+def blocks_to_csv(comparison: Any) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    rows = [asdict(b) for b in comparison.blocks]
+    writer.writerow(rows[0].keys())
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in row.values()])
+    return buffer.getvalue()
+
+
+FORMATS = ("table", "csv", "json", "markdown", "latex")
+TextWriter = Callable[[list[Table], bool], str]
+TEXT_WRITERS: dict[str, TextWriter] = {"markdown": to_markdown, "latex": to_latex}
