@@ -16,7 +16,7 @@ $(BIN)/archprof: pyproject.toml
 install: $(BIN)/archprof
 
 run: install
-	$(BIN)/archprof list
+	$(BIN)/archprof compare mobilenet_v1 mobilenet_v2
 
 test: install
 	$(BIN)/ruff check .

@@ -6,7 +6,15 @@ from dataclasses import dataclass
 
 from archprof.analysis.profile import Profile, Row
 
-TOTAL_METRICS = ("macs", "flops", "params", "activations", "peak_activation_bytes", "arithmetic_intensity")
+TOTAL_METRICS = (
+    "macs", "flops", "params", "activations", "peak_activation_bytes", "materialized_peak_bytes", "arithmetic_intensity",
+)
+
+
+def total_value(p: Profile, metric: str) -> float:
+    if metric == "materialized_peak_bytes":
+        return p.materialized_peak_bytes()
+    return getattr(p.totals, metric)
 
 
 @dataclass(frozen=True)
@@ -26,7 +34,7 @@ class GroupRow:
 def compare_totals(profiles: list[Profile]) -> list[TotalsRow]:
     result = []
     for metric in TOTAL_METRICS:
-        values = tuple(getattr(p.totals, metric) for p in profiles)
+        values = tuple(total_value(p, metric) for p in profiles)
         first = values[0]
         result.append(TotalsRow(metric, values, tuple(v / first if first else None for v in values)))
     return result

@@ -173,6 +173,10 @@ class Profile:
         """Largest materialized tensor per spatial size (the MobileNetV2 paper's Table 3 measure)."""
         return materialized_by_resolution(self.materialized_tensors, bytes_per_element)
 
+    def materialized_peak_bytes(self, bytes_per_element: int = 2) -> int:
+        """The largest materialized tensor: the max row of the V2 paper's Table 3."""
+        return max((r.bytes for r in self.materialized_memory(bytes_per_element)), default=0)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.model,

@@ -39,6 +39,7 @@ TOTAL_LABELS = {
     "params": ("parameters", "params"),
     "activations": ("activations", "activations"),
     "peak_activation_bytes": ("peak activation memory", "bytes"),
+    "materialized_peak_bytes": ("largest materialized tensor (V2 paper, 16-bit)", "bytes"),
     "arithmetic_intensity": ("arithmetic intensity (FLOPs/B)", "float"),
 }
 

@@ -108,7 +108,7 @@ def to_markdown(tables: list[Table], raw: bool) -> str:
     out = []
     for table in tables:
         headers, rows = formatted(table, raw)
-        out.append(f"### {table.title}\n")
+        out.append(f"**{table.title}**\n")
         out.append("| " + " | ".join(headers) + " |")
         out.append("|" + "|".join("---" if c.unit is None else "---:" for c in table.columns) + "|")
         out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows]
