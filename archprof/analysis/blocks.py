@@ -16,6 +16,7 @@ to its paper's closed form for the multiply-adds:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from torch import nn
 
@@ -58,6 +59,7 @@ class StandardConv(nn.Sequential):
         super().__init__(nn.Conv2d(c, c_out, k, stride, k // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
+@cache
 def _network_shares() -> dict[str, tuple[str, float]]:
     shares = {}
     for network, block in (("resnet50", "Bottleneck"), ("resnet18", "BasicBlock"),

@@ -23,8 +23,11 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the underlying traceback of an error."),
+) -> None:
     """FLOPs, MACs, parameters and memory of PyTorch architectures, traced at the dispatcher."""
+    commands.SETTINGS.verbose = verbose
 
 
 app.command("compare")(commands.compare_command)
@@ -36,15 +39,18 @@ app.command("list")(commands.list_command)
 
 def run(argv: list[str] | None = None) -> int:
     """Run the command line on ``argv`` and return its exit code (what ``main`` exits with)."""
-    warnings.simplefilter("ignore", ArchprofNotice)  # the commands print notices as one line each
+    commands.SETTINGS.verbose = False
     try:
-        result = app(args=argv, prog_name="archprof", standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ArchprofNotice)  # the commands print notices as one line each
+            result = app(args=argv, prog_name="archprof", standalone_mode=False)
     except typer.Exit as err:
         return err.exit_code
     except typer.TyperException as err:  # usage errors: unknown option, bad value, missing argument
         message = " ".join(err.format_message().split())
-        if message:  # empty when typer has just printed the help for a bare `archprof`
-            print(f"archprof: error: {message}", file=sys.stderr)
+        if not message:  # a bare `archprof`: typer has printed the help, which is what was asked
+            return 0
+        print(f"archprof: error: {message}", file=sys.stderr)
         return 2
     except typer.Abort:
         print("archprof: aborted", file=sys.stderr)

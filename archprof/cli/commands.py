@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import sys
+import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any
 
@@ -37,6 +40,28 @@ class Unit(str, Enum):
     flops = "flops"
 
 
+class Device(str, Enum):
+    meta = "meta"
+    cpu = "cpu"
+
+
+@dataclass
+class Settings:
+    """Options of the whole command line (the root callback sets them for one run)."""
+
+    verbose: bool = False
+
+
+SETTINGS = Settings()
+
+
+def _print_cause(err: BaseException) -> None:
+    """With --verbose: the user's own traceback behind a one-line error."""
+    cause = err.__cause__ or err
+    if SETTINGS.verbose:
+        sys.stderr.write("".join(traceback.format_exception(type(cause), cause, cause.__traceback__)))
+
+
 def reports_user_errors(command: Callable) -> Callable:
     """One line on stderr and exit code 2 for bad input; exit code 3 for strict-mode failures."""
 
@@ -48,6 +73,7 @@ def reports_user_errors(command: Callable) -> Callable:
             typer.echo(f"archprof: error: {err}", err=True)
             raise typer.Exit(EXIT_UNCOUNTED) from None
         except (UserError, SpecError, OutputError, ProfileError, ValueError) as err:
+            _print_cause(err)
             typer.echo(f"archprof: error: {' '.join(str(err).split())}", err=True)
             raise typer.Exit(EXIT_USAGE) from None
 
@@ -67,6 +93,10 @@ BatchOption = Annotated[int | None, typer.Option("--batch", help="Batch size of 
 InputShapeOption = Annotated[str | None, typer.Option("--input-shape", help="Full input shape, e.g. 1x3x224x224.")]
 ResolutionOption = Annotated[int | None, typer.Option("--resolution", help="Input height and width.")]
 NumClassesOption = Annotated[int | None, typer.Option("--num-classes", help="Classifier outputs.")]
+DeviceOption = Annotated[
+    Device | None,
+    typer.Option("--device", help="meta (no memory; the default, with a CPU fallback and a notice) or cpu (a real forward)."),
+]
 
 
 def views(per_stage: bool, per_block: bool, per_type: bool, per_layer: bool) -> list[str]:
@@ -97,15 +127,26 @@ def input_shape_for(model: Any, batch: int | None, input_shape: str | None) -> t
 
 
 def profile_specs(
-    specs: list[ModelSpec], overrides: dict[str, Any], batch: int | None, input_shape: str | None, strict: bool
+    specs: list[ModelSpec],
+    overrides: dict[str, Any],
+    batch: int | None,
+    input_shape: str | None,
+    strict: bool,
+    device: Device | None = None,
+    checkpoint: str | None = None,
 ) -> list:
     profiles = []
     for spec in specs:
-        model = build_from_spec(spec, "meta", overrides)
+        model = build_from_spec(spec, device.value if device else "meta", overrides)
+        if checkpoint is not None:
+            from archprof.architectures.checkpoint import check_checkpoint
+
+            check_checkpoint(model, checkpoint)
         label = spec.text
         if overrides:
             label += ("," if ":" in spec.text and not spec.factory else ":") + ",".join(f"{k}={v}" for k, v in overrides.items())
-        p = profile(model, input_shape_for(model, batch, input_shape), strict=strict, name=label)
+        shape = input_shape_for(model, batch, input_shape)
+        p = profile(model, shape, strict=strict, name=label, device=device.value if device else None)
         if spec.factory and not p.config:
             p.config = {**spec.options}
         for notice in p.notices:
@@ -148,6 +189,7 @@ def compare_command(
     per_type: PerType = False,
     per_layer: PerLayer = False,
     batch: BatchOption = None,
+    device: DeviceOption = None,
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
     unit: UnitOption = Unit.macs,
@@ -161,7 +203,7 @@ def compare_command(
     if output is not None:
         check_writable(output)
     specs = [parse_spec(m) for m in models]
-    profiles = profile_specs(specs, {}, batch, None, strict)
+    profiles = profile_specs(specs, {}, batch, None, strict, device)
     render_models(profiles, views(per_stage, per_block, per_type, per_layer), fmt, output, unit, raw, None)
 
 
@@ -178,6 +220,8 @@ def profile_command(
     per_type: PerType = False,
     per_layer: PerLayer = False,
     depth: Annotated[int | None, typer.Option("--depth", help="Fold the layer view to N levels of the module tree.")] = None,
+    device: DeviceOption = None,
+    checkpoint: Annotated[str | None, typer.Option("--checkpoint", help="Check that a weights-only checkpoint fits the model first.")] = None,
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
     unit: UnitOption = Unit.macs,
@@ -190,7 +234,7 @@ def profile_command(
     if output is not None:
         check_writable(output)
     spec = parse_spec(name)
-    profiles = profile_specs([spec], model_options(width, resolution, num_classes), batch, input_shape, strict)
+    profiles = profile_specs([spec], model_options(width, resolution, num_classes), batch, input_shape, strict, device, checkpoint)
     groupings = views(per_stage, per_block, per_type, per_layer or depth is not None)
     render_models(profiles, groupings, fmt, output, unit, raw, depth)
 
@@ -216,6 +260,7 @@ def resnet_command(
     per_type: PerType = False,
     per_layer: PerLayer = False,
     layer_depth: Annotated[int | None, typer.Option("--layer-depth", help="Fold the layer view to N levels.")] = None,
+    device: DeviceOption = None,
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
     unit: UnitOption = Unit.macs,
@@ -241,7 +286,7 @@ def resnet_command(
     changed = {k: v for k, v in options.items() if v != defaults[k] and not (k == "dcn_stages" and not v)}
     label = name + (":" + ",".join(f"{k}={_spec_value(v)}" for k, v in changed.items()) if changed else "")
     spec = ModelSpec(label, name, options)
-    profiles = profile_specs([spec], {}, batch, None, strict)
+    profiles = profile_specs([spec], {}, batch, None, strict, device)
     groupings = views(per_stage, per_block, per_type, per_layer or layer_depth is not None)
     render_models(profiles, groupings, fmt, output, unit, raw, layer_depth)
 
