@@ -183,6 +183,11 @@ def test_strict_mode_exits_3_naming_the_uncounted_ops(tmp_path, capsys):
     factory.write_text("import torch\n\nclass B(torch.nn.Module):\n    def forward(self, x):\n        return torch.special.bessel_j0(x)\n")
     assert run(["profile", f"{factory}:B", "--input-shape", "3x3", "--format", "csv"]) == 0
     assert "bessel.py:B,uncounted,aten.special_bessel_j0,1" in capsys.readouterr().out
+    assert run(["profile", f"{factory}:B", "--input-shape", "3x3", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["models"][0]["uncounted"] == {"aten.special_bessel_j0": 1}
+    for fmt in ("table", "markdown", "latex"):
+        assert run(["profile", f"{factory}:B", "--input-shape", "3x3", "--format", fmt]) == 0
+        assert "ops with no cost rule, not counted: aten.special" in capsys.readouterr().out
     assert run(["profile", f"{factory}:B", "--input-shape", "3x3", "--strict"]) == 3
     assert "aten.special_bessel_j0 x1" in capsys.readouterr().err
 

@@ -98,6 +98,7 @@ def test_fuzzed_command_lines_exit_0_2_or_3_with_no_traceback_and_no_partial_fil
         assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()), args  # no temporary files left
 
     check()
+    assert next(counter) >= 500  # every example ran
 
 
 HUGE = textwrap.dedent(
