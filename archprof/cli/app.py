@@ -34,6 +34,7 @@ app.command("compare")(commands.compare_command)
 app.command("profile")(commands.profile_command)
 app.command("resnet")(commands.resnet_command)
 app.command("blocks")(commands.blocks_command)
+app.command("crosscheck")(commands.crosscheck_command)
 app.command("list")(commands.list_command)
 
 

@@ -16,8 +16,15 @@ from archprof.analysis.profile import ProfileError, UncountedOpsError, profile
 from archprof.architectures import list_models, model_entry
 from archprof.architectures.spec import ModelSpec, SpecError, build_from_spec, parse_spec
 from archprof.rendering.output import OutputError, check_writable, emit
-from archprof.rendering.tables import blocks_tables, group_table, totals_table
-from archprof.rendering.writers import blocks_to_csv, blocks_to_json, models_to_csv, models_to_json
+from archprof.rendering.tables import blocks_tables, crosscheck_tables, group_table, totals_table
+from archprof.rendering.writers import (
+    blocks_to_csv,
+    blocks_to_json,
+    crosscheck_to_csv,
+    crosscheck_to_json,
+    models_to_csv,
+    models_to_json,
+)
 
 EXIT_USAGE = 2
 EXIT_UNCOUNTED = 3
@@ -323,3 +330,33 @@ def blocks_command(
         emit(blocks_to_csv(comparison), None, fmt.value, raw, output)
     else:
         emit(None, blocks_tables(comparison), fmt.value, raw, output)
+
+
+@reports_user_errors
+def crosscheck_command(
+    name: Annotated[str, typer.Argument(help="A registered model (with :key=value options) or a factory.")],
+    width: Annotated[float | None, typer.Option("--width", help="Width multiplier (MobileNets).")] = None,
+    resolution: ResolutionOption = None,
+    num_classes: NumClassesOption = None,
+    input_shape: InputShapeOption = None,
+    fmt: FormatOption = Format.table,
+    output: OutputOption = None,
+    unit: Annotated[Unit, typer.Option("--unit", help="The common unit every tool is converted to.")] = Unit.macs,
+    raw: RawOption = False,
+) -> None:
+    """archprof beside fvcore, thop and FlopCounterMode on one real CPU forward at batch 1, with
+    every difference attributed to a named convention."""
+    from archprof.analysis.crosscheck import crosscheck
+
+    if output is not None:
+        check_writable(output)
+    spec = parse_spec(name)
+    model = build_from_spec(spec, "cpu", model_options(width, resolution, num_classes))
+    shape = input_shape_for(model, 1, input_shape)
+    check = crosscheck(model, shape, unit.value, name=spec.text)
+    if fmt is Format.json:
+        emit(crosscheck_to_json(check), None, fmt.value, raw, output)
+    elif fmt is Format.csv:
+        emit(crosscheck_to_csv(check), None, fmt.value, raw, output)
+    else:
+        emit(None, crosscheck_tables(check), fmt.value, raw, output)

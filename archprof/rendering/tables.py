@@ -11,6 +11,7 @@ from typing import Any
 
 from archprof.analysis.blocks import BlockComparison
 from archprof.analysis.compare import compare_groups, compare_totals
+from archprof.analysis.crosscheck import Crosscheck
 from archprof.analysis.profile import Profile
 
 # Units a column can carry; "share" is a fraction shown as a percentage with a bar on a console.
@@ -124,3 +125,49 @@ def blocks_tables(comparison: BlockComparison) -> list[Table]:
     forms = Table("closed forms", [Column("block"), Column("layers"), Column("multiply-adds")])
     forms.rows = [[b.block, b.layers, b.formula] for b in comparison.blocks]
     return [costs, forms]
+
+
+def crosscheck_tables(check: Crosscheck) -> list[Table]:
+    """Totals per tool, the conventions behind each difference, and the layers that differ."""
+    unit = check.unit
+    common = COUNT_UNITS[unit]
+    totals = Table(
+        f"{check.model}: archprof beside the peers, one real CPU forward at batch 1 (common unit: {common})",
+        [Column("tool"), Column("reports"), Column("reported", unit), Column(f"as {common}", unit),
+         Column("difference", unit), Column("explained", unit), Column("unexplained", unit), Column("verdict")],
+    )
+    totals.rows.append(["archprof", common, check.archprof_total, check.archprof_total, 0, 0, 0, "-"])
+    conventions = Table("what each difference is made of", [Column("tool"), Column("convention"), Column(common, unit)])
+    for peer in check.peers:
+        if peer.error is not None:
+            totals.rows.append([peer.name, peer.unit, None, None, None, None, None, f"failed: {peer.error}"])
+            continue
+        converted = peer.total * peer.factor(unit)
+        explained = sum(sum(d.values()) for d in peer.explained.values())
+        residual = check.unexplained(peer)
+        verdict = "all explained" if abs(residual) < 0.5 else "UNEXPLAINED difference"
+        totals.rows.append([peer.name, peer.unit, peer.total, converted, converted - check.archprof_total,
+                            explained, residual, verdict])
+        by_convention: dict[str, float] = {}
+        for layer in peer.explained.values():
+            for why, amount in layer.items():
+                by_convention[why] = by_convention.get(why, 0.0) + amount
+        conventions.rows += [[peer.name, why, amount] for why, amount in by_convention.items()]
+    totals.notes.append("fvcore labels its counts 'flops' but counts multiply-adds; FlopCounterMode counts FLOPs = 2 x MACs")
+    ok = [p for p in check.peers if p.error is None]
+    layers = Table("layers where a tool differs from archprof",
+                   [Column("layer"), Column("archprof", unit)] + [Column(p.name, unit) for p in ok] + [Column("why")])
+    for name in check.layers():
+        ours = check.archprof.get(name, 0)
+        values = [p.actual.get(name, 0.0) * p.factor(unit) for p in ok]
+        if all(abs(v - ours) < 0.5 for v in values):
+            continue
+        why = []
+        for p in ok:
+            parts = [w for w, a in p.explained.get(name, {}).items() if a]
+            if abs(check.unexplained(p, name)) >= 0.5:
+                parts.append("UNEXPLAINED")
+            if parts:
+                why.append(f"{p.name}: {', '.join(parts)}")
+        layers.rows.append([name, ours, *values, "; ".join(why)])
+    return [totals, conventions, layers]

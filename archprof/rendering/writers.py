@@ -205,6 +205,44 @@ def blocks_to_csv(comparison: Any) -> str:
     return buffer.getvalue()
 
 
+def crosscheck_to_json(check: Any) -> str:
+    peers = []
+    for p in check.peers:
+        entry: dict[str, Any] = {"name": p.name, "unit": p.unit, "error": p.error}
+        if p.error is None:
+            entry.update(
+                total=p.total,
+                total_common=p.total * p.factor(check.unit),
+                difference=p.total * p.factor(check.unit) - check.archprof_total,
+                unexplained=check.unexplained(p),
+                layers=[{"name": n, "actual": p.actual.get(n, 0.0), "predicted": p.predicted.get(n, 0.0),
+                         "explained": p.explained.get(n, {}), "unexplained": check.unexplained(p, n)}
+                        for n in check.layers()],
+            )
+        peers.append(entry)
+    return json.dumps({"model": check.model, "unit": check.unit,
+                       "archprof": {"total": check.archprof_total, "layers": check.archprof}, "peers": peers}, indent=2) + "\n"
+
+
+def crosscheck_to_csv(check: Any) -> str:
+    """One row per tool and layer: the reported value, the common-unit value, archprof's, and why."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["model", "tool", "unit", "layer", "reported", check.unit, "archprof", "difference", "unexplained", "conventions", "error"])
+    for p in check.peers:
+        if p.error is not None:
+            writer.writerow([check.model, p.name, p.unit, "", "", "", "", "", "", "", p.error])
+            continue
+        for n in check.layers():
+            value = p.actual.get(n, 0.0)
+            common = value * p.factor(check.unit)
+            ours = check.archprof.get(n, 0)
+            why = "; ".join(f"{w}={a:g}" for w, a in p.explained.get(n, {}).items())
+            writer.writerow([check.model, p.name, p.unit, n, f"{value:g}", f"{common:g}", ours, f"{common - ours:g}",
+                             f"{check.unexplained(p, n):g}", why, ""])
+    return buffer.getvalue()
+
+
 FORMATS = ("table", "csv", "json", "markdown", "latex")
 TextWriter = Callable[[list[Table], bool], str]
 TEXT_WRITERS: dict[str, TextWriter] = {"markdown": to_markdown, "latex": to_latex}
