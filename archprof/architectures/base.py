@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 
 from torch import nn
 
@@ -30,6 +31,16 @@ class Architecture(nn.Module, abc.ABC):
 
     def materialized_modules(self) -> list[str] | None:
         return None
+
+    def initialize(self, init: Callable[[nn.Module], None]) -> None:
+        """Apply ``init`` to every submodule, unless the weights live on the meta device.
+
+        Meta weights have no values to initialize, and torch's meta ``normal_`` imports its Python
+        reference library (about a second), which a command-line run should not pay.
+        """
+        if any(p.is_meta for p in self.parameters()):
+            return
+        self.apply(init)
 
 
 def check_positive_int(name: str, value: object, minimum: int = 1) -> int:

@@ -49,10 +49,11 @@ class DeformConv2d(nn.Module):
         )
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        nn.init.kaiming_uniform_(self.weight, a=1)
-        # The seed starts from a regular conv: zero offsets (and masks of sigmoid(0)).
-        nn.init.zeros_(self.conv_offset.weight)
-        nn.init.zeros_(self.conv_offset.bias)
+        if not self.weight.is_meta:
+            nn.init.kaiming_uniform_(self.weight, a=1)
+            # The seed starts from a regular conv: zero offsets (and masks of sigmoid(0)).
+            nn.init.zeros_(self.conv_offset.weight)
+            nn.init.zeros_(self.conv_offset.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape

@@ -49,6 +49,11 @@ class DepthwiseSeparable(nn.Module):
         return self.pw(self.dw(x))
 
 
+def init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Conv2d):
+        nn.init.kaiming_normal_(m.weight, mode="fan_out")
+
+
 class MobileNetV1(Architecture):
     def __init__(self, width: float = 1.0, resolution: int = 224, num_classes: int = 1000) -> None:
         super().__init__()
@@ -71,9 +76,7 @@ class MobileNetV1(Architecture):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.fc = nn.Linear(channels, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+        self.initialize(init_weights)
 
     def stage_modules(self) -> dict[str, tuple[str, ...]]:
         stages: dict[str, tuple[str, ...]] = {"stem": ("stem",)}

@@ -70,6 +70,15 @@ class InvertedResidual(nn.Module):
         return self.conv(x)
 
 
+def init_weights(m: nn.Module) -> None:
+    # torchvision's initialization
+    if isinstance(m, nn.Conv2d):
+        nn.init.kaiming_normal_(m.weight, mode="fan_out")
+    elif isinstance(m, nn.Linear):
+        nn.init.normal_(m.weight, 0, 0.01)
+        nn.init.zeros_(m.bias)
+
+
 class MobileNetV2(Architecture):
     def __init__(self, width: float = 1.0, resolution: int = 224, num_classes: int = 1000) -> None:
         super().__init__()
@@ -97,12 +106,7 @@ class MobileNetV2(Architecture):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(last, num_classes))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        self.initialize(init_weights)
 
     def stage_modules(self) -> dict[str, tuple[str, ...]]:
         stages: dict[str, tuple[str, ...]] = {"stem": ("features.0",)}

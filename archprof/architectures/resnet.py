@@ -154,6 +154,14 @@ STEM_OUT_CHANNELS = 64  # the seed's RESNETS.STEM_OUT_CHANNELS
 RES2_OUT_CHANNELS = 256  # the seed's RESNETS.RES2_OUT_CHANNELS (bottleneck nets)
 
 
+def init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Conv2d):
+        nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    if isinstance(m, DeformConv2d):  # start as a plain conv: zero offsets
+        nn.init.zeros_(m.conv_offset.weight)
+        nn.init.zeros_(m.conv_offset.bias)
+
+
 class ResNet(Architecture):
     def __init__(
         self,
@@ -229,17 +237,8 @@ class ResNet(Architecture):
             self.avgpool = nn.AdaptiveAvgPool2d(1)
             self.flatten = nn.Flatten(1)
             self.fc = nn.Linear(in_channels, num_classes)
-        self._init_weights()
+        self.initialize(init_weights)
         self._freeze(freeze_at)
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        for m in self.modules():
-            if isinstance(m, DeformConv2d):  # start as a plain conv: zero offsets
-                nn.init.zeros_(m.conv_offset.weight)
-                nn.init.zeros_(m.conv_offset.bias)
 
     def _freeze(self, freeze_at: int) -> None:
         # The seed's FREEZE_CONV_BODY_AT: 1 freezes the stem, k >= 2 also conv2_x..conv{k}_x.

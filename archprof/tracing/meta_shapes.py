@@ -1,7 +1,8 @@
 """Output shapes of the commonest ops on the meta device, without running torch's meta kernels.
 
 torch's meta kernels for batch norm and broadcasting arithmetic are Python references that take
-0.1-0.5 ms a call, the bulk of a meta forward. Outputs here are contiguous tensors of the same
+0.1-0.5 ms a call, the bulk of a meta forward, and the first call of its meta convolution imports
+torch._dynamo (over a second of a command-line run). Outputs here are contiguous tensors of the same
 shape and dtype as the kernel's; the cost rules read nothing else. Ops not listed run their own
 meta kernel.
 """
@@ -36,7 +37,72 @@ def _binary(args: tuple, kwargs: dict) -> torch.Tensor | None:
     return _empty(shape, a.dtype)
 
 
+def _convolution(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """aten.convolution's output; None (torch's kernel decides, and raises) for anything unusual."""
+    if kwargs or len(args) != 9:
+        return None
+    x, w, _bias, stride, padding, dilation, transposed, output_padding, groups = args
+    dims = w.dim() - 2
+    if x.dim() != dims + 2 or not all(isinstance(v, (list, tuple)) and len(v) == dims for v in (stride, padding, dilation)):
+        return None
+    if transposed:
+        if x.shape[1] != w.shape[0] or len(output_padding) != dims:
+            return None
+        channels = w.shape[1] * groups
+        sizes = [(n - 1) * s - 2 * p + d * (k - 1) + op + 1
+                 for n, k, s, p, d, op in zip(x.shape[2:], w.shape[2:], stride, padding, dilation, output_padding, strict=True)]
+    else:
+        if x.shape[1] != w.shape[1] * groups or w.shape[0] % groups:
+            return None
+        channels = w.shape[0]
+        sizes = [(n + 2 * p - d * (k - 1) - 1) // s + 1
+                 for n, k, s, p, d in zip(x.shape[2:], w.shape[2:], stride, padding, dilation, strict=True)]
+    if any(n < 1 for n in sizes):
+        return None
+    return _empty((x.shape[0], channels, *sizes), x.dtype)
+
+
+def _mean(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    x = args[0]
+    dims = args[1] if len(args) > 1 else kwargs.get("dim")
+    keepdim = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
+    if len(args) > 3 or kwargs.get("dtype") is not None or not dims or not x.is_floating_point():
+        return None
+    reduced = {d % x.dim() for d in dims}
+    shape = [1 if i in reduced else n for i, n in enumerate(x.shape) if keepdim or i not in reduced]
+    return _empty(shape, x.dtype)
+
+
+def _addmm(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    bias, a, b = args[:3]
+    if kwargs or len(args) > 3 or a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0] or a.dtype != b.dtype:
+        return None
+    if bias.dim() > 2 or (bias.dim() >= 1 and bias.shape[-1] not in (1, b.shape[1])):
+        return None
+    return _empty((a.shape[0], b.shape[1]), a.dtype)
+
+
+def _max_pool2d(args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
+    if kwargs or len(args) != 6 or args[5]:  # ceil_mode: torch's kernel
+        return None
+    x, kernel, stride, padding, dilation, _ = args
+    if x.dim() not in (3, 4) or not (len(kernel) == len(stride) == len(padding) == len(dilation) == 2):
+        return None
+    if any(2 * p > k for p, k in zip(padding, kernel, strict=True)):
+        return None  # torch rejects padding over half the kernel
+    sizes = [(n + 2 * p - d * (k - 1) - 1) // s + 1
+             for n, k, s, p, d in zip(x.shape[-2:], kernel, stride, padding, dilation, strict=True)]
+    if any(n < 1 for n in sizes):
+        return None
+    shape = (*x.shape[:-2], *sizes)
+    return _empty(shape, x.dtype), _empty(shape, torch.int64)
+
+
 FAST_META: dict[Any, Callable[[tuple, dict], Any]] = {
+    aten.convolution.default: _convolution,
+    aten.mean.dim: _mean,
+    aten.addmm.default: _addmm,
+    aten.max_pool2d_with_indices.default: _max_pool2d,
     aten.native_batch_norm.default: _batch_norm,
     aten._native_batch_norm_legit_no_training.default: _batch_norm,
     aten.add.Tensor: _binary,

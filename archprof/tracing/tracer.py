@@ -75,6 +75,12 @@ def tensor_bytes(t: torch.Tensor) -> int:
 
 
 class _Recorder(TorchDispatchMode):
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps a mode's __torch_dispatch__ to keep torch.compile out of it, which imports
+        # torch._dynamo (over a second) on the first op; nothing here is ever compiled.
+        return False
+
     def __init__(self, tracer: Tracer) -> None:
         super().__init__()
         self.tracer = tracer
