@@ -154,3 +154,15 @@ def test_resnet_stem_max_pool_counts_only_taps_inside_the_image():
 def test_adaptive_average_pool_reads_every_input_once():
     p = archprof.profile(nn.AdaptiveAvgPool2d((2, 3)), (1, 8, 6, 9))
     assert p.totals.flops == 8 * 6 * 9
+
+
+@FAST
+@given(size=st.integers(1, 40), k=st.integers(1, 6), s=st.integers(1, 4), d=st.integers(1, 3), c=st.integers(1, 3), pad=st.integers(0, 3))
+def test_max_pool_counts_the_taps_inside_the_input_by_definition(size, k, s, d, c, pad):
+    pad = min(pad, k // 2)
+    out = (size + 2 * pad - d * (k - 1) - 1) // s + 1
+    if out < 1:
+        return
+    p = archprof.profile(nn.MaxPool1d(k, s, pad, d), (1, c, size))
+    taps = sum(1 for i in range(out) for j in range(k) if 0 <= i * s - pad + j * d < size)
+    assert p.totals.flops == c * (taps - out)

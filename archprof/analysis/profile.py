@@ -207,17 +207,20 @@ def _stage_lookup(model: nn.Module, by_path: dict[str, nn.Module]) -> dict[str, 
 
 def _module_infos(model: nn.Module, by_path: dict[str, nn.Module]) -> dict[str, ModuleInfo]:
     stages = _stage_lookup(model, by_path)
-    params: Counter[str] = Counter()
-    trainable: Counter[str] = Counter()
-    for name, p in model.named_parameters():  # shared parameters are listed once, at first owner
-        owner = name.rpartition(".")[0]
-        params[owner] += p.numel()
-        trainable[owner] += p.numel() if p.requires_grad else 0
-    buffers: Counter[str] = Counter()
-    for name, b in model.named_buffers():
-        buffers[name.rpartition(".")[0]] += b.numel()
+    seen: set[int] = set()  # a shared parameter is counted once, at its first owner (as named_parameters)
     infos = {}
     for path, module in by_path.items():
+        params = trainable = 0
+        for p in module._parameters.values():
+            if p is not None and id(p) not in seen:
+                seen.add(id(p))
+                params += p.numel()
+                trainable += p.numel() if p.requires_grad else 0
+        buffers = 0
+        for b in module._buffers.values():
+            if b is not None and id(b) not in seen:
+                seen.add(id(b))
+                buffers += b.numel()
         chain = _ancestors(path, by_path)
         block = next((getattr(m, "archprof_block", None) for m in chain if getattr(m, "archprof_block", None)), None)
         if block is None:
@@ -229,9 +232,9 @@ def _module_infos(model: nn.Module, by_path: dict[str, nn.Module]) -> dict[str, 
             block=block,
             stage=stages[path],
             layer_type=declared or module_layer_type(module) or "other",
-            params=params[path],
-            trainable_params=trainable[path],
-            buffers=buffers[path],
+            params=params,
+            trainable_params=trainable,
+            buffers=buffers,
         )
     return infos
 

@@ -277,8 +277,13 @@ def moment_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
 
 def _window_counts(size: int, out: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     """Sum over output positions of the taps that fall inside the input (padding is not data)."""
-    total = 0
-    for i in range(out):
+    # Windows wholly inside the input hold every tap; only those at the borders need counting.
+    first = -(-padding // stride)  # the first window starting at or after the input's start
+    last = (size - 1 + padding - (kernel - 1) * dilation) // stride  # the last ending inside it
+    lo, hi = max(first, 0), min(last, out - 1)
+    interior = range(lo, hi + 1) if lo <= hi else range(0)
+    total = len(interior) * kernel
+    for i in (i for i in range(out) if i not in interior):
         start = i * stride - padding
         total += sum(1 for j in range(kernel) if 0 <= start + j * dilation < size)
     return total
