@@ -315,11 +315,13 @@ def profile(
 
     ``device=None`` runs on the meta device (no weight or activation memory, a cost independent of
     batch and resolution) and falls back to a real CPU forward, with a notice, when the model
-    cannot run on meta (data-dependent control flow). ``"meta"`` or ``"cpu"`` force one.
+    cannot run on meta (data-dependent control flow). ``"meta"``, ``"cpu"`` or ``"cuda"`` force one.
     ``strict=True`` raises :class:`UncountedOpsError` if any op has no cost rule.
     """
-    if device not in (None, "meta", "cpu"):
-        raise ValueError(f"device must be 'meta' or 'cpu', got {device!r}")
+    if device not in (None, "meta", "cpu", "cuda"):
+        raise ValueError(f"device must be 'meta', 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ProfileError("device 'cuda': CUDA is not available on this machine")
     inputs = _resolve_inputs(model, input_shape, inputs)
     module_paths, by_path = _module_tables(model)
     declared = model.materialized_modules() if isinstance(model, Architecture) else None

@@ -16,12 +16,13 @@ from archprof.analysis.profile import ProfileError, UncountedOpsError, profile
 from archprof.architectures import list_models, model_entry
 from archprof.architectures.spec import ModelSpec, SpecError, build_from_spec, parse_spec
 from archprof.rendering.output import OutputError, check_writable, emit
-from archprof.rendering.tables import blocks_tables, crosscheck_tables, group_table, totals_table
+from archprof.rendering.tables import blocks_tables, crosscheck_tables, group_table, latency_tables, totals_table
 from archprof.rendering.writers import (
     blocks_to_csv,
     blocks_to_json,
     crosscheck_to_csv,
     crosscheck_to_json,
+    latency_to_csv,
     models_to_csv,
     models_to_json,
 )
@@ -50,6 +51,7 @@ class Unit(str, Enum):
 class Device(str, Enum):
     meta = "meta"
     cpu = "cpu"
+    cuda = "cuda"
 
 
 @dataclass
@@ -102,7 +104,7 @@ ResolutionOption = Annotated[int | None, typer.Option("--resolution", help="Inpu
 NumClassesOption = Annotated[int | None, typer.Option("--num-classes", help="Classifier outputs.")]
 DeviceOption = Annotated[
     Device | None,
-    typer.Option("--device", help="meta (no memory; the default, with a CPU fallback and a notice) or cpu (a real forward)."),
+    typer.Option("--device", help="meta (no memory; the default, with a CPU fallback and a notice), cpu or cuda (a real forward)."),
 ]
 
 
@@ -142,6 +144,11 @@ def profile_specs(
     device: Device | None = None,
     checkpoint: str | None = None,
 ) -> list:
+    if device is Device.cuda:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: CUDA is not available on this machine")
     profiles = []
     for spec in specs:
         model = build_from_spec(spec, device.value if device else "meta", overrides)
@@ -163,15 +170,25 @@ def profile_specs(
 
 
 def render_models(
-    profiles: list, groupings: list[str], fmt: Format, output: str | None, unit: Unit, raw: bool, depth: int | None
+    profiles: list,
+    groupings: list[str],
+    fmt: Format,
+    output: str | None,
+    unit: Unit,
+    raw: bool,
+    depth: int | None,
+    latencies: list | None = None,
 ) -> None:
     if fmt is Format.json:
-        emit(models_to_json(profiles, groupings, depth), None, fmt.value, raw, output)
+        emit(models_to_json(profiles, groupings, depth, latencies), None, fmt.value, raw, output)
     elif fmt is Format.csv:
-        emit(models_to_csv(profiles, groupings, depth), None, fmt.value, raw, output)
+        text = latency_to_csv(profiles, latencies) if latencies else models_to_csv(profiles, groupings, depth)
+        emit(text, None, fmt.value, raw, output)
     else:
         tables = [totals_table(profiles)]
         tables += [group_table(profiles, by, unit.value, depth if by == "layer" else None) for by in groupings]
+        for report in latencies or []:
+            tables += latency_tables(report, "layer" in groupings)
         emit(None, tables, fmt.value, raw, output)
 
 
@@ -229,6 +246,9 @@ def profile_command(
     depth: Annotated[int | None, typer.Option("--depth", help="Fold the layer view to N levels of the module tree.")] = None,
     device: DeviceOption = None,
     checkpoint: Annotated[str | None, typer.Option("--checkpoint", help="Check that a weights-only checkpoint fits the model first.")] = None,
+    latency: Annotated[bool, typer.Option("--latency", help="Also measure real per-layer latency (on cpu, or cuda with --device cuda).")] = False,
+    warmup: Annotated[int, typer.Option("--warmup", help="Untimed forwards before --latency measures.")] = 3,
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed forwards for --latency (the median is shown).")] = 10,
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
     unit: UnitOption = Unit.macs,
@@ -241,9 +261,19 @@ def profile_command(
     if output is not None:
         check_writable(output)
     spec = parse_spec(name)
-    profiles = profile_specs([spec], model_options(width, resolution, num_classes), batch, input_shape, strict, device, checkpoint)
+    if warmup < 0 or repeats < 1:
+        raise UserError(f"--warmup must be >= 0 and --repeats >= 1, got {warmup} and {repeats}")
+    overrides = model_options(width, resolution, num_classes)
+    count_on = None if latency and device is Device.cuda else device  # counts do not depend on the device
+    profiles = profile_specs([spec], overrides, batch, input_shape, strict, count_on, checkpoint)
+    latencies = None
+    if latency:
+        from archprof.analysis.latency import measure_latency
+
+        model = build_from_spec(spec, "cpu", overrides)
+        latencies = [measure_latency(model, profiles[0], device.value if device is Device.cuda else "cpu", warmup, repeats)]
     groupings = views(per_stage, per_block, per_type, per_layer or depth is not None)
-    render_models(profiles, groupings, fmt, output, unit, raw, depth)
+    render_models(profiles, groupings, fmt, output, unit, raw, depth, latencies)
 
 
 @reports_user_errors

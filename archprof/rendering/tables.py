@@ -12,6 +12,7 @@ from typing import Any
 from archprof.analysis.blocks import BlockComparison
 from archprof.analysis.compare import compare_groups, compare_totals
 from archprof.analysis.crosscheck import Crosscheck
+from archprof.analysis.latency import LatencyReport
 from archprof.analysis.profile import Profile
 
 # Units a column can carry; "share" is a fraction shown as a percentage with a bar on a console.
@@ -171,3 +172,31 @@ def crosscheck_tables(check: Crosscheck) -> list[Table]:
                 why.append(f"{p.name}: {', '.join(parts)}")
         layers.rows.append([name, ours, *values, "; ".join(why)])
     return [totals, conventions, layers]
+
+
+def latency_tables(report: LatencyReport, per_layer: bool) -> list[Table]:
+    """Time per layer type (and per layer) beside MACs: achieved GMAC/s and GB/s."""
+    title = (f"measured latency on {report.device}: median of {report.repeats} forwards after "
+             f"{report.warmup} warm-up, per layer type")
+    columns = [Column("type"), Column("calls", "int"), Column("MACs", "macs"), Column("MACs share", "share"),
+               Column("time (ms)", "float"), Column("time share", "share"), Column("GMAC/s", "float"), Column("GB/s", "float")]
+    types = report.by_type()
+    total_macs = sum(t.macs for t in types) or 1
+    timed = report.timed_ms or 1.0
+    table = Table(title, columns)
+    for t in sorted(types, key=lambda t: -t.median_ms):
+        table.rows.append([t.name, t.calls, t.macs, t.macs / total_macs, t.median_ms, t.median_ms / timed,
+                           t.gmacs_per_s, t.gbytes_per_s])
+    table.notes.append(
+        f"whole forward without per-layer timers: {report.forward_ms:.2f} ms; the timed layers add up to "
+        f"{report.timed_ms:.2f} ms (ops outside leaf layers, such as residual adds, are not in the layers; "
+        "the timers add their own overhead)"
+    )
+    tables = [table]
+    if per_layer:
+        layers = Table(f"measured latency on {report.device}, per layer",
+                       [Column("layer"), Column("type"), Column("MACs", "macs"), Column("time (ms)", "float"),
+                        Column("GMAC/s", "float"), Column("GB/s", "float")])
+        layers.rows = [[r.name, r.layer_type, r.macs, r.median_ms, r.gmacs_per_s, r.gbytes_per_s] for r in report.layers]
+        tables.append(layers)
+    return tables

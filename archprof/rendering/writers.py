@@ -146,10 +146,35 @@ TOTAL_KEYS = ("macs", "flops", "params", "activations", "peak_activation_bytes")
 ROW_KEYS = ("calls", "macs", "flops", "params", "activations", "bytes_read", "bytes_written")
 
 
-def models_to_json(profiles: list[Any], groupings: list[str], depth: int | None) -> str:
-    """``{"models": [{"name", "config", "totals", "uncounted", "rows"}]}``, the README's contract."""
+def latency_to_dict(report: Any) -> dict[str, Any]:
+    def row(r: Any) -> dict[str, Any]:
+        return {"name": r.name, "layer_type": r.layer_type, "calls": r.calls, "macs": r.macs, "bytes": r.bytes,
+                "median_ms": r.median_ms, "gmacs_per_s": r.gmacs_per_s, "gbytes_per_s": r.gbytes_per_s}
+
+    return {"device": report.device, "warmup": report.warmup, "repeats": report.repeats,
+            "forward_ms": report.forward_ms, "types": [row(t) for t in report.by_type()],
+            "layers": [row(r) for r in report.layers]}
+
+
+def latency_to_csv(profiles: list[Any], reports: list[Any]) -> str:
+    """With --latency: one header row, one row per layer type and per layer."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["model", "grouping", "name", "layer_type", "calls", "macs", "bytes", "median_ms", "gmacs_per_s", "gbytes_per_s"])
+    for p, report in zip(profiles, reports, strict=True):
+        for grouping, rows in (("type", report.by_type()), ("layer", report.layers)):
+            for r in rows:
+                writer.writerow([p.model, grouping, r.name, r.layer_type, r.calls, r.macs, r.bytes, f"{r.median_ms:.6f}",
+                                 "" if r.gmacs_per_s is None else f"{r.gmacs_per_s:.4f}",
+                                 "" if r.gbytes_per_s is None else f"{r.gbytes_per_s:.4f}"])
+    return buffer.getvalue()
+
+
+def models_to_json(profiles: list[Any], groupings: list[str], depth: int | None, latencies: list[Any] | None = None) -> str:
+    """``{"models": [{"name", "config", "totals", "uncounted", "rows"}]}``, the README's contract;
+    with --latency each model also carries a ``latency`` object."""
     models = []
-    for p in profiles:
+    for i, p in enumerate(profiles):
         rows = [{"grouping": r.grouping, "name": r.name, **{k: getattr(r, k) for k in ROW_KEYS}}
                 for by in groupings for r in p.group(by, depth if by == "layer" else None)]
         models.append({
@@ -160,6 +185,8 @@ def models_to_json(profiles: list[Any], groupings: list[str], depth: int | None)
             "uncounted": p.uncounted,
             "rows": rows,
         })
+        if latencies:
+            models[-1]["latency"] = latency_to_dict(latencies[i])
     return json.dumps({"models": models}, indent=2) + "\n"
 
 
