@@ -36,6 +36,7 @@ app.command("profile")(commands.profile_command)
 app.command("resnet")(commands.resnet_command)
 app.command("blocks")(commands.blocks_command)
 app.command("crosscheck")(commands.crosscheck_command)
+app.command("report")(commands.report_command)
 app.command("list")(commands.list_command)
 
 

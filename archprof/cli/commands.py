@@ -219,15 +219,23 @@ def compare_command(
     unit: UnitOption = Unit.macs,
     raw: RawOption = False,
     strict: StrictOption = False,
+    plot: Annotated[str | None, typer.Option("--plot", help="Also draw the per-stage comparison to FILE.svg or FILE.png.")] = None,
 ) -> None:
     """Totals side by side with ratios to the first model, then per-stage, per-block-type and
     per-layer-type tables with shares."""
     if len(models) < 2:
         raise UserError("compare needs at least two models")
-    if output is not None:
-        check_writable(output)
+    for path in (output, plot):
+        if path is not None:
+            check_writable(path)
+    if plot is not None and not plot.endswith((".svg", ".png")):
+        raise UserError(f"--plot {plot}: the figure must end in .svg or .png")
     specs = [parse_spec(m) for m in models]
     profiles = profile_specs(specs, {}, batch, None, strict, device)
+    if plot is not None:
+        from archprof.rendering.figures import draw, stage_figure
+
+        draw(stage_figure(profiles, unit.value), plot)
     render_models(profiles, views(per_stage, per_block, per_type, per_layer), fmt, output, unit, raw, None)
 
 
@@ -390,3 +398,30 @@ def crosscheck_command(
         emit(crosscheck_to_csv(check), None, fmt.value, raw, output)
     else:
         emit(None, crosscheck_tables(check), fmt.value, raw, output)
+
+
+@reports_user_errors
+def report_command(
+    out: Annotated[str, typer.Option("--out", help="Directory for the reports (created if missing).")] = "reports",
+) -> None:
+    """Regenerate the papers' tables (CSV, Markdown, LaTeX) and the figures (SVG, PNG)."""
+    from pathlib import Path
+
+    from rich.progress import Progress
+
+    from archprof.rendering.figures import FigureError, _pyplot
+    from archprof.rendering.report import PROFILE_COUNT, write_reports
+
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise UserError(f"--out {out} is a file, not a directory")
+    if not target.parent.is_dir():
+        raise UserError(f"--out {out}: directory {target.parent} does not exist")
+    try:
+        _pyplot()
+    except FigureError as err:
+        raise UserError(str(err)) from None
+    with Progress(transient=True) as progress:
+        task = progress.add_task("profiling", total=PROFILE_COUNT)
+        written = write_reports(target, lambda what: progress.update(task, advance=1, description=f"profiling {what}"))
+    typer.echo(f"wrote {len(written)} files to {target}/ (index: {target / 'README.md'})")
