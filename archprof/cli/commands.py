@@ -179,17 +179,31 @@ def render_models(
     depth: int | None,
     latencies: list | None = None,
 ) -> None:
-    if fmt is Format.json:
-        emit(models_to_json(profiles, groupings, depth, latencies), None, fmt.value, raw, output)
-    elif fmt is Format.csv:
-        text = latency_to_csv(profiles, latencies) if latencies else models_to_csv(profiles, groupings, depth)
-        emit(text, None, fmt.value, raw, output)
-    else:
-        tables = [totals_table(profiles)]
-        tables += [group_table(profiles, by, unit.value, depth if by == "layer" else None) for by in groupings]
+    def tables() -> list:
+        made = [totals_table(profiles)]
+        made += [group_table(profiles, by, unit.value, depth if by == "layer" else None) for by in groupings]
         for report in latencies or []:
-            tables += latency_tables(report, "layer" in groupings)
-        emit(None, tables, fmt.value, raw, output)
+            made += latency_tables(report, "layer" in groupings)
+        return made
+
+    emit_as(
+        fmt, output, raw,
+        json=lambda: models_to_json(profiles, groupings, depth, latencies),
+        csv=lambda: latency_to_csv(profiles, latencies) if latencies else models_to_csv(profiles, groupings, depth),
+        tables=tables,
+    )
+
+
+def emit_as(
+    fmt: Format, output: str | None, raw: bool, *, json: Callable[[], str], csv: Callable[[], str], tables: Callable[[], list]
+) -> None:
+    """One result in the format asked for: JSON and CSV are data exports, the rest lay out tables."""
+    if fmt is Format.json:
+        emit(json(), None, fmt.value, raw, output)
+    elif fmt is Format.csv:
+        emit(csv(), None, fmt.value, raw, output)
+    else:
+        emit(None, tables(), fmt.value, raw, output)
 
 
 def model_options(width: float | None, resolution: int | None, num_classes: int | None) -> dict[str, Any]:
@@ -362,12 +376,8 @@ def blocks_command(
     if output is not None:
         check_writable(output)
     comparison = compare_blocks(BlockShapes(channels, out_channels, size, stride, expansion))
-    if fmt is Format.json:
-        emit(blocks_to_json(comparison), None, fmt.value, raw, output)
-    elif fmt is Format.csv:
-        emit(blocks_to_csv(comparison), None, fmt.value, raw, output)
-    else:
-        emit(None, blocks_tables(comparison), fmt.value, raw, output)
+    emit_as(fmt, output, raw, json=lambda: blocks_to_json(comparison), csv=lambda: blocks_to_csv(comparison),
+            tables=lambda: blocks_tables(comparison))
 
 
 @reports_user_errors
@@ -392,12 +402,8 @@ def crosscheck_command(
     model = build_from_spec(spec, "cpu", model_options(width, resolution, num_classes))
     shape = input_shape_for(model, 1, input_shape)
     check = crosscheck(model, shape, unit.value, name=spec.text)
-    if fmt is Format.json:
-        emit(crosscheck_to_json(check), None, fmt.value, raw, output)
-    elif fmt is Format.csv:
-        emit(crosscheck_to_csv(check), None, fmt.value, raw, output)
-    else:
-        emit(None, crosscheck_tables(check), fmt.value, raw, output)
+    emit_as(fmt, output, raw, json=lambda: crosscheck_to_json(check), csv=lambda: crosscheck_to_csv(check),
+            tables=lambda: crosscheck_tables(check))
 
 
 @reports_user_errors
