@@ -171,6 +171,22 @@ def test_a_failed_run_leaves_no_output_file(tmp_path, capsys):
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_written_files_get_the_usual_permissions_and_links_are_written_through(tmp_path):
+    out = tmp_path / "out.csv"
+    previous = os.umask(0o022)
+    try:
+        assert run(["profile", "mobilenet_v1", "--format", "csv", "-o", str(out)]) == 0
+    finally:
+        os.umask(previous)
+    assert out.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+    real, link = tmp_path / "real.json", tmp_path / "link.json"
+    link.symlink_to(real)
+    assert run(["profile", "mobilenet_v1", "--format", "json", "-o", str(link)]) == 0
+    assert link.is_symlink() and json.loads(real.read_text())["models"][0]["name"] == "mobilenet_v1"
+    assert run(["profile", "mobilenet_v1", "--format", "csv", "-o", os.devnull]) == 0
+    assert Path(os.devnull).is_char_device()
+
+
 def test_an_existing_file_is_replaced_whole(tmp_path):
     out = tmp_path / "out.csv"
     out.write_text("old contents that are longer than nothing\n" * 1000)

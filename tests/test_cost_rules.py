@@ -166,3 +166,49 @@ def test_max_pool_counts_the_taps_inside_the_input_by_definition(size, k, s, d, 
     p = archprof.profile(nn.MaxPool1d(k, s, pad, d), (1, c, size))
     taps = sum(1 for i in range(out) for j in range(k) if 0 <= i * s - pad + j * d < size)
     assert p.totals.flops == c * (taps - out)
+
+
+def test_linear_on_3d_input_writes_its_output_once():
+    # aten._unsafe_view carries no alias annotation; it is still a view, not a second write.
+    p = archprof.profile(nn.Linear(8, 8, device="meta"), (1, 4, 8))
+    assert p.totals.activations == 4 * 8
+
+
+class Causal(nn.Module):
+    def forward(self, q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+class FusedCausal(nn.Module):
+    def forward(self, q, k, v):
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, True)[0]
+
+
+def test_causal_attention_costs_the_same_fused_on_cpu_and_on_meta():
+    q = torch.randn(2, 4, 16, 8)
+    scores = 2 * 4 * 16 * 16
+    expected = 2 * scores * 16 + 2 * 4 * 32 * 8 + 5 * scores + scores  # products, scaling, softmax, the mask
+    for model, device in ((Causal(), "meta"), (Causal(), "cpu"), (FusedCausal(), "cpu")):
+        assert archprof.profile(model, inputs=(q, q, q), device=device).totals.flops == expected
+
+
+class RunningSum(nn.Module):
+    def forward(self, x):
+        return torch.cumsum(x, dim=1)
+
+
+def test_cumulative_sum_costs_one_add_per_element():
+    assert archprof.profile(RunningSum(), (3, 5)).totals.flops == 15
+
+
+def test_transformer_layers_are_costed_on_cpu_as_on_meta():
+    # In eval mode under no_grad, real tensors would take PyTorch's fused transformer fast path,
+    # one op with no shapes to cost; the tracer turns it off.
+    layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True).eval()
+    cpu = archprof.profile(layer, (1, 10, 16), device="cpu")
+    meta = archprof.profile(layer, (1, 10, 16), device="meta")
+    assert cpu.uncounted == {} == meta.uncounted
+    assert (cpu.totals.macs, cpu.totals.flops) == (meta.totals.macs, meta.totals.flops)
+    # in_proj 10*16*48 + q k^T and p v 2*10*10*16 + out_proj 10*16*16 + the MLP 10*16*32*2
+    assert cpu.totals.macs == 10 * 16 * 48 + 2 * 10 * 10 * 16 + 10 * 16 * 16 + 2 * 10 * 16 * 32
+    assert torch.backends.mha.get_fastpath_enabled()  # restored after the trace

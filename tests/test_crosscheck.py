@@ -151,3 +151,28 @@ def test_only_the_crosscheck_command_imports_fvcore_and_thop():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.splitlines() == ["[]", "['fvcore', 'thop']"]
+
+
+class Gated(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 8, bias=False)
+
+    def forward(self, x):
+        return torch.special.bessel_j0(self.fc(x))
+
+
+def test_crosscheck_names_archprofs_own_uncounted_ops_and_keeps_the_input_shape(tmp_path, capsys):
+    check = crosscheck(Gated(), (3, 4), "macs")
+    assert check.uncounted == {"aten.special_bessel_j0": 1}
+    assert check.archprof_total == 3 * 4 * 8  # the batch of 3 is kept
+    factory = tmp_path / "gated.py"
+    factory.write_text(
+        "import torch\nimport torch.nn as nn\n\nclass G(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.fc = nn.Linear(4, 8, bias=False)\n\n    def forward(self, x):\n        return torch.special.bessel_j0(self.fc(x))\n"
+    )
+    assert run(["crosscheck", f"{factory}:G", "--input-shape", "3x4", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["archprof"]["uncounted"] == {"aten.special_bessel_j0": 1} and data["archprof"]["total"] == 96
+    assert run(["crosscheck", f"{factory}:G", "--input-shape", "3x4"]) == 0
+    assert "archprof: ops with no cost rule, not counted: aten.special_bessel_j0 x1" in capsys.readouterr().out

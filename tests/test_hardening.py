@@ -29,8 +29,10 @@ MODELS = [
     "torch.nn:Linear:in_features=4,out_features=2", "torch.nn:Linear", "json:dumps:obj=1", "no_such_mod:f",
     "os.path:join", "torch.nn:functional", "/nonexistent/file.py:build", "mobilenet_v1:resolution=-5",
 ]
-NUMBERS = ["-1", "0", "0.5", "1", "2", "3", "32", "64", "97", "1e9", "abc", "", "nan", "inf", "18", "50", "152"]
-SHAPES = ["1x3x64x64", "2x3x96x96", "1x4x224x224", "0x3x8x8", "1x3", "2x4", "abc", "1,3,64,64", "-1x3x8x8", "1x3x64x64x2", ""]
+NUMBERS = ["-1", "0", "0.5", "1", "2", "3", "32", "64", "97", "1e9", "abc", "", "nan", "inf", "18", "50", "152",
+           "1000000000", "99999999999999999999", "9223372036854775807"]
+SHAPES = ["1x3x64x64", "2x3x96x96", "1x4x224x224", "0x3x8x8", "1x3", "2x4", "abc", "1,3,64,64", "-1x3x8x8", "1x3x64x64x2", "",
+          "1x3x99999999999999999999x1", "4096x3x4096x4096"]
 FORMATS = ["table", "csv", "json", "markdown", "latex", "xml", ""]
 FLAGS = ["--per-stage", "--per-block", "--per-type", "--per-layer", "--raw", "--strict", "--stride-in-1x1", "--backbone", "--modulated-dcn"]
 OPTIONS_WITH_VALUES = {

@@ -43,8 +43,11 @@ def test_profile_latency_command_in_json_and_csv(capsys):
     assert sum(t["macs"] for t in latency["types"]) == sum(r["macs"] for r in latency["layers"])
     assert run([*args, "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "model,grouping,name,layer_type,calls,macs,bytes,median_ms,gmacs_per_s,gbytes_per_s"
-    assert any(line.startswith("mobilenet_v2:resolution=64,type,depthwise 3x3,") for line in lines)
+    assert lines[0] == "model,grouping,name,calls,macs,flops,params,activations,bytes_read,bytes_written,median_ms,gmacs_per_s"
+    total = lines[1].split(",")
+    assert total[:3] == ["mobilenet_v2:resolution=64", "total", "total"] and float(total[10]) > 0
+    depthwise = next(line for line in lines if ",type,depthwise 3x3," in line).split(",")
+    assert float(depthwise[10]) > 0 and float(depthwise[11]) > 0
     assert run(args) == 0
     assert "measured latency on cpu" in capsys.readouterr().out
 

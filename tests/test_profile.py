@@ -250,9 +250,10 @@ def test_data_dependent_model_falls_back_to_cpu_with_a_notice():
 
 def test_profiling_leaves_the_users_model_untouched():
     model = Tiny().train()
+    model.bn1.eval()  # a mix of flags, each restored as it was
     before = {k: v.clone() for k, v in model.state_dict().items()}
     archprof.profile(model, (1, 32, 56, 56))
-    assert model.training
+    assert [m.training for m in model.modules()] == [True, True, False, True, True, True, True, True]
     assert all(torch.equal(before[k], v) and v.device.type == "cpu" for k, v in model.state_dict().items())
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
+import torch
 from torch import nn
 
 from archprof.analysis.profile import profile
@@ -91,7 +92,10 @@ def compare_blocks(shapes: BlockShapes | None = None) -> BlockComparison:
     b = n // 4
     project = (c != n or st != 1) * c * n * ho * ho
     bn = nn.BatchNorm2d
-    blocks = [
+    shares = _network_shares()
+    try:
+        with torch.device("meta"):  # shapes are all a trace needs: no weight memory at any width
+            blocks = [
         ("StandardConv", f"conv {k}x{k}, BN, ReLU", StandardConv(c, n, st, k),
          k * k * c * n * ho * ho, "Dk^2 * M * N * Df^2"),
         ("DepthwiseSeparable", f"dw {k}x{k}, BN, ReLU, conv 1x1, BN, ReLU", DepthwiseSeparable(c, n, st),
@@ -103,8 +107,9 @@ def compare_blocks(shapes: BlockShapes | None = None) -> BlockComparison:
          h * h * c * b + ho * ho * (9 * b * b + b * n) + project, "h * w * (C * b + 9 * b^2 + b * C') + shortcut"),
         ("BasicBlock", "conv 3x3, conv 3x3", BasicBlock(c, n, n, st, bn, False, 1, None),
          ho * ho * 9 * (c * n + n * n) + project, "h * w * 9 * (C * C' + C'^2) + shortcut"),
-    ]
-    shares = _network_shares()
+            ]
+    except (RuntimeError, OverflowError) as err:
+        raise ValueError(f"blocks of {c} -> {n} channels cannot be built: {str(err).strip().splitlines()[0]}") from err
     result = []
     for name, layers, module, closed, formula in blocks:
         p = profile(module, (1, c, h, h), device="meta")

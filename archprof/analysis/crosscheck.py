@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import warnings
 from collections import defaultdict
 from collections.abc import Callable
@@ -23,8 +24,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from archprof.analysis.profile import ROOT, Profile, profile
+from archprof.analysis.profile import ROOT, Profile, ProfileError, profile
 from archprof.tracing.tracer import OpEvent
+
+MAX_INPUT_ELEMENTS = 2**28  # 1 GiB of float32: the peers each run a real forward on it
 
 MATMUL_OPS = {"aten.mm", "aten.bmm", "aten.addmm", "aten.baddbmm", "aten.mv", "aten.dot"}
 CONV_OPS = {"aten.convolution", "aten._convolution"}
@@ -121,6 +124,8 @@ def thop_rule(op: OpEvent, chain: list[nn.Module], op_type: str) -> tuple[float,
         return not_counted(op_type)
     if isinstance(owner, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)):
         return op.flops + op.activations, "average pool at 1 per input plus 1 per output"
+    if isinstance(owner, nn.PReLU):
+        return op.activations, "PReLU at 1 per element"
     if isinstance(owner, nn.Upsample):
         return THOP_UPSAMPLE.get(owner.mode, 0) * op.activations, f"{owner.mode} upsampling at {THOP_UPSAMPLE.get(owner.mode, 0)} per output"
     return op.macs, "module hook"
@@ -151,6 +156,7 @@ class Crosscheck:
     unit: str  # the common unit, "macs" or "flops"
     archprof: dict[str, int]  # per layer, in the common unit
     peers: list[PeerReport]
+    uncounted: dict[str, int] = field(default_factory=dict)  # ops archprof itself has no rule for
 
     @property
     def archprof_total(self) -> int:
@@ -247,14 +253,18 @@ def crosscheck(model: nn.Module, input_shape: tuple[int, ...], unit: str = "macs
     """Run archprof and every peer on one real CPU forward of ``model`` at ``input_shape``."""
     if unit not in ("macs", "flops"):
         raise ValueError(f"unit must be macs or flops, got {unit!r}")
+    elements = math.prod(input_shape)
+    if elements > MAX_INPUT_ELEMENTS:
+        raise ProfileError(f"crosscheck runs real CPU forwards: an input of {elements:,} elements is too large "
+                           f"(at most {MAX_INPUT_ELEMENTS:,})")
     model.eval()
-    ours: Profile = profile(model, input_shape, device="cpu", name=name)
+    x = torch.randn(input_shape)  # one input for every tool, so data-dependent paths agree
+    ours: Profile = profile(model, inputs=(x,), device="cpu", name=name)
     chain = _chains(model)
     layer_of = {op.module: (op.module or ROOT) for op in ours.ops}
     archprof_layers: dict[str, int] = defaultdict(int)
     for op in ours.ops:
         archprof_layers[layer_of[op.module]] += op.macs if unit == "macs" else op.flops
-    x = torch.randn(input_shape)
     peers = []
     for peer_name, peer_unit, run, rule in PEERS:
         report = PeerReport(peer_name, peer_unit)
@@ -282,7 +292,7 @@ def crosscheck(model: nn.Module, input_shape: tuple[int, ...], unit: str = "macs
         report.predicted = dict(predicted)
         report.explained = {k: dict(v) for k, v in explained.items()}
         peers.append(report)
-    return Crosscheck(ours.model, unit, dict(archprof_layers), peers)
+    return Crosscheck(ours.model, unit, dict(archprof_layers), peers, ours.uncounted)
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ module; each layer's time is the median over the repeats, after warm-up runs.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections import defaultdict
@@ -78,6 +79,9 @@ def measure_latency(
         raise ValueError(f"warmup must be >= 0 and repeats >= 1, got {warmup} and {repeats}")
     if any(p.is_meta for p in model.parameters()):
         raise ProfileError("latency needs real weights: build the model on the CPU, not on the meta device")
+    elements = sum(math.prod(shape) for shape in counted.input_shapes)
+    if elements > 2**28:
+        raise ProfileError(f"latency runs real forwards: an input of {elements:,} elements is too large (at most {2**28:,})")
     model = model.to(device).eval()
     inputs = [torch.randn(shape, device=device) for shape in counted.input_shapes]
     leaves = {m: path for path, m in model.named_modules() if not any(True for _ in m.children())}

@@ -267,7 +267,10 @@ def _resolve_inputs(model: nn.Module, input_shape: Sequence[int] | None, inputs:
     shape = tuple(input_shape)
     if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
         raise ProfileError(f"input shape must be positive integers, got {list(shape)}")
-    return (torch.empty(shape, dtype=_dtype(model), device="meta"),)
+    try:
+        return (torch.empty(shape, dtype=_dtype(model), device="meta"),)
+    except (RuntimeError, OverflowError, TypeError) as err:  # more elements than an index can hold
+        raise ProfileError(f"input shape {list(shape)} is too large to index (at most 2^63 - 1 elements)") from err
 
 
 def _dtype(model: nn.Module) -> torch.dtype:
@@ -328,7 +331,7 @@ def profile(
     leaves = [p for p, m in by_path.items() if not any(True for _ in m.children())]
     watched = set(declared if declared is not None else leaves)
     notices: list[str] = []
-    was_training = model.training
+    training = {m: m.training for m in by_path.values()}  # each module's own flag, restored as it was
     model.eval()
     try:
         try:
@@ -346,7 +349,8 @@ def profile(
             notices.append(notice)
             used_device = "cpu"
     finally:
-        model.train(was_training)
+        for module, flag in training.items():
+            module.training = flag
     materialized = [("input", tuple(t.shape)) for t in used] + trace.module_outputs
     result = Profile(
         model=name or getattr(model, "archprof_name", None) or type(model).__name__,

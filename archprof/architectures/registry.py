@@ -71,8 +71,14 @@ def build_model(name: str, *, device: str | torch.device = "cpu", **options: Any
         raise ValueError(
             f"{name} has no option {', '.join(unknown)} (options: {', '.join(entry.defaults)})"
         )
-    with torch.device(device):
-        model = entry.builder(**options)
+    try:
+        with torch.device(device):
+            model = entry.builder(**options)
+    except ValueError:
+        raise
+    except (RuntimeError, OverflowError, TypeError) as err:  # e.g. a layer too large to index
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"cannot build {name} with {options}: {message}") from err
     model.eval()
     model.archprof_name = name
     return model

@@ -22,7 +22,6 @@ from archprof.rendering.writers import (
     blocks_to_json,
     crosscheck_to_csv,
     crosscheck_to_json,
-    latency_to_csv,
     models_to_csv,
     models_to_json,
 )
@@ -189,7 +188,7 @@ def render_models(
     emit_as(
         fmt, output, raw,
         json=lambda: models_to_json(profiles, groupings, depth, latencies),
-        csv=lambda: latency_to_csv(profiles, latencies) if latencies else models_to_csv(profiles, groupings, depth),
+        csv=lambda: models_to_csv(profiles, groupings, depth, latencies),
         tables=tables,
     )
 
@@ -294,7 +293,7 @@ def profile_command(
 
         model = build_from_spec(spec, "cpu", overrides)
         latencies = [measure_latency(model, profiles[0], device.value if device is Device.cuda else "cpu", warmup, repeats)]
-    groupings = views(per_stage, per_block, per_type, per_layer or depth is not None)
+    groupings = views(per_stage, per_block, per_type or latency, per_layer or depth is not None)
     render_models(profiles, groupings, fmt, output, unit, raw, depth, latencies)
 
 
@@ -400,7 +399,7 @@ def crosscheck_command(
         check_writable(output)
     spec = parse_spec(name)
     model = build_from_spec(spec, "cpu", model_options(width, resolution, num_classes))
-    shape = input_shape_for(model, 1, input_shape)
+    shape = input_shape_for(model, None if input_shape else 1, input_shape)  # batch 1 unless a shape says otherwise
     check = crosscheck(model, shape, unit.value, name=spec.text)
     emit_as(fmt, output, raw, json=lambda: crosscheck_to_json(check), csv=lambda: crosscheck_to_csv(check),
             tables=lambda: crosscheck_tables(check))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from archprof.analysis.profile import Profile
+from archprof.rendering.output import current_umask
 
 FIGURE_FORMATS = (".svg", ".png")
 
@@ -107,6 +108,7 @@ def draw(data: FigureData, path: str | os.PathLike) -> None:
     try:
         metadata = {"Date": None} if target.suffix == ".svg" else {"Software": None}
         fig.savefig(tmp, metadata=metadata)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -30,8 +30,19 @@ def check_writable(path: str | os.PathLike) -> Path:
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write to a temporary file beside ``path``, then rename it into place."""
+    """Write to a temporary file beside ``path``, then rename it into place.
+
+    A target that exists and is not a regular file (a FIFO, a device such as /dev/null, or a
+    symlink, whose target is meant) is written through instead: renaming over it would replace it.
+    """
     target = check_writable(path)
+    if target.is_symlink() or (target.exists() and not target.is_file()):
+        try:
+            with open(target, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+        except OSError as err:
+            raise OutputError(f"cannot write {target}: {err.strerror or err}") from err
+        return
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as err:
@@ -39,6 +50,7 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 is for the temporary file only
         os.replace(tmp, target)
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
@@ -46,6 +58,12 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def render_tables(tables: list[Table], fmt: str, raw: bool, width: int = 160) -> str:

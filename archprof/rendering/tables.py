@@ -155,6 +155,9 @@ def crosscheck_tables(check: Crosscheck) -> list[Table]:
                 by_convention[why] = by_convention.get(why, 0.0) + amount
         conventions.rows += [[peer.name, why, amount] for why, amount in by_convention.items()]
     totals.notes.append("fvcore labels its counts 'flops' but counts multiply-adds; FlopCounterMode counts FLOPs = 2 x MACs")
+    if check.uncounted:
+        listed = ", ".join(f"{op} x{n}" for op, n in check.uncounted.items())
+        totals.notes.append(f"archprof: ops with no cost rule, not counted: {listed}")
     ok = [p for p in check.peers if p.error is None]
     layers = Table("layers where a tool differs from archprof",
                    [Column("layer"), Column("archprof", unit)] + [Column(p.name, unit) for p in ok] + [Column("why")])

@@ -7,6 +7,7 @@ itself (exact integers), so several models concatenate into one CSV and JSON is 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from collections.abc import Callable
@@ -156,20 +157,6 @@ def latency_to_dict(report: Any) -> dict[str, Any]:
             "layers": [row(r) for r in report.layers]}
 
 
-def latency_to_csv(profiles: list[Any], reports: list[Any]) -> str:
-    """With --latency: one header row, one row per layer type and per layer."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["model", "grouping", "name", "layer_type", "calls", "macs", "bytes", "median_ms", "gmacs_per_s", "gbytes_per_s"])
-    for p, report in zip(profiles, reports, strict=True):
-        for grouping, rows in (("type", report.by_type()), ("layer", report.layers)):
-            for r in rows:
-                writer.writerow([p.model, grouping, r.name, r.layer_type, r.calls, r.macs, r.bytes, f"{r.median_ms:.6f}",
-                                 "" if r.gmacs_per_s is None else f"{r.gmacs_per_s:.4f}",
-                                 "" if r.gbytes_per_s is None else f"{r.gbytes_per_s:.4f}"])
-    return buffer.getvalue()
-
-
 def models_to_json(profiles: list[Any], groupings: list[str], depth: int | None, latencies: list[Any] | None = None) -> str:
     """``{"models": [{"name", "config", "totals", "uncounted", "rows"}]}``, the README's contract;
     with --latency each model also carries a ``latency`` object."""
@@ -193,23 +180,39 @@ def models_to_json(profiles: list[Any], groupings: list[str], depth: int | None,
 CSV_COLUMNS = ("model", "grouping", "name", *ROW_KEYS)
 
 
-def models_to_csv(profiles: list[Any], groupings: list[str], depth: int | None) -> str:
+def _latency_cells(report: Any, timed: dict[tuple[str, str], Any], grouping: str, name: str) -> list[str]:
+    if report is None:
+        return []
+    if grouping == "total":
+        return [f"{report.forward_ms:.6f}", ""]
+    r = timed.get((grouping, name))
+    if r is None:
+        return ["", ""]
+    return [f"{r.median_ms:.6f}", "" if r.gmacs_per_s is None else f"{r.gmacs_per_s:.4f}"]
+
+
+def models_to_csv(profiles: list[Any], groupings: list[str], depth: int | None, latencies: list[Any] | None = None) -> str:
     """One header row, exact integers; a "total" row per model, then its rows per grouping.
 
-    Uncounted ops appear as rows of grouping "uncounted" (their call count in ``calls``).
+    Uncounted ops appear as rows of grouping "uncounted" (their call count in ``calls``). With
+    --latency two columns follow: the measured median time (the whole forward on the total row,
+    each layer type and layer on theirs) and the achieved GMAC/s.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for p in profiles:
+    writer.writerow(CSV_COLUMNS + (("median_ms", "gmacs_per_s") if latencies else ()))
+    for i, p in enumerate(profiles):
+        report = latencies[i] if latencies else None
+        timed = {("type", r.name): r for r in report.by_type()} | {("layer", r.name): r for r in report.layers} if report else {}
+        extra = functools.partial(_latency_cells, report, timed)
         t = p.totals
-        calls = len(p.ops)
-        writer.writerow([p.model, "total", "total", calls, t.macs, t.flops, t.params, t.activations, t.bytes_read, t.bytes_written])
+        writer.writerow([p.model, "total", "total", len(p.ops), t.macs, t.flops, t.params, t.activations,
+                         t.bytes_read, t.bytes_written, *extra("total", "total")])
         for by in groupings:
             for r in p.group(by, depth if by == "layer" else None):
-                writer.writerow([p.model, by, r.name, *(getattr(r, k) for k in ROW_KEYS)])
+                writer.writerow([p.model, by, r.name, *(getattr(r, k) for k in ROW_KEYS), *extra(by, r.name)])
         for op, n in p.uncounted.items():
-            writer.writerow([p.model, "uncounted", op, n, 0, 0, 0, 0, 0, 0])
+            writer.writerow([p.model, "uncounted", op, n, 0, 0, 0, 0, 0, 0, *extra("uncounted", op)])
     return buffer.getvalue()
 
 
@@ -248,7 +251,8 @@ def crosscheck_to_json(check: Any) -> str:
             )
         peers.append(entry)
     return json.dumps({"model": check.model, "unit": check.unit,
-                       "archprof": {"total": check.archprof_total, "layers": check.archprof}, "peers": peers}, indent=2) + "\n"
+                       "archprof": {"total": check.archprof_total, "layers": check.archprof, "uncounted": check.uncounted},
+                       "peers": peers}, indent=2) + "\n"
 
 
 def crosscheck_to_csv(check: Any) -> str:
@@ -256,6 +260,8 @@ def crosscheck_to_csv(check: Any) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["model", "tool", "unit", "layer", "reported", check.unit, "archprof", "difference", "unexplained", "conventions", "error"])
+    for op, calls in check.uncounted.items():
+        writer.writerow([check.model, "archprof", "uncounted", op, calls, "", "", "", "", "", ""])
     for p in check.peers:
         if p.error is not None:
             writer.writerow([check.model, p.name, p.unit, "", "", "", "", "", "", "", p.error])

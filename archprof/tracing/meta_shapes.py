@@ -21,43 +21,67 @@ def _empty(shape: Any, dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(shape, dtype=dtype, device="meta")
 
 
-def _batch_norm(args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _floats(*tensors: torch.Tensor) -> bool:
+    """All floating point, of one dtype: the only case the shortcuts take (no type promotion)."""
+    return all(t.is_floating_point() and t.dtype == tensors[0].dtype for t in tensors)
+
+
+def _positive(*values: Any) -> bool:
+    return all(isinstance(v, int) and v >= 1 for v in values)
+
+
+def _batch_norm(args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     x = args[0]
-    stats = (x.shape[1],) if x.dim() > 1 else (0,)
-    return _empty(x.shape, x.dtype), _empty(stats, torch.float32), _empty(stats, torch.float32)
+    if kwargs or x.dim() < 2 or x.numel() == 0 or x.dtype not in (torch.float32, torch.float64):
+        return None
+    tensors = [a for a in args[1:5] if isinstance(a, torch.Tensor)]
+    if not _floats(x, *tensors) or any(t.shape != (x.shape[1],) for t in tensors):
+        return None
+    stats = (x.shape[1],)
+    return _empty(x.shape, x.dtype), _empty(stats, x.dtype), _empty(stats, x.dtype)
 
 
 def _binary(args: tuple, kwargs: dict) -> torch.Tensor | None:
     a, b = args[0], args[1]
+    if kwargs or len(args) > 2 or not a.is_floating_point():
+        return None
     if not isinstance(b, torch.Tensor):
-        return _empty(a.shape, torch.result_type(a, b))
-    if a.dtype != b.dtype:
-        return None  # type promotion between tensors: leave it to torch's kernel
-    shape = a.shape if a.shape == b.shape else torch.broadcast_shapes(a.shape, b.shape)
-    return _empty(shape, a.dtype)
+        return _empty(a.shape, a.dtype) if isinstance(b, (int, float)) and not isinstance(b, bool) else None
+    if not _floats(a, b):
+        return None
+    if a.shape == b.shape:
+        return _empty(a.shape, a.dtype)
+    try:
+        return _empty(torch.broadcast_shapes(a.shape, b.shape), a.dtype)
+    except RuntimeError:
+        return None  # not broadcastable: torch's kernel raises its own error
 
 
 def _convolution(args: tuple, kwargs: dict) -> torch.Tensor | None:
     """aten.convolution's output; None (torch's kernel decides, and raises) for anything unusual."""
     if kwargs or len(args) != 9:
         return None
-    x, w, _bias, stride, padding, dilation, transposed, output_padding, groups = args
+    x, w, bias, stride, padding, dilation, transposed, output_padding, groups = args
     dims = w.dim() - 2
-    if x.dim() != dims + 2 or not all(isinstance(v, (list, tuple)) and len(v) == dims for v in (stride, padding, dilation)):
+    if dims < 1 or x.dim() != dims + 2 or x.numel() == 0 or not _floats(x, w, *([bias] if bias is not None else [])):
+        return None
+    if not all(isinstance(v, (list, tuple)) and len(v) == dims for v in (stride, padding, dilation, output_padding)):
+        return None
+    if not (_positive(*stride, *dilation, groups) and all(isinstance(p, int) and p >= 0 for p in (*padding, *output_padding))):
         return None
     if transposed:
-        if x.shape[1] != w.shape[0] or len(output_padding) != dims:
+        if x.shape[1] != w.shape[0] or w.shape[0] % groups:
             return None
         channels = w.shape[1] * groups
         sizes = [(n - 1) * s - 2 * p + d * (k - 1) + op + 1
                  for n, k, s, p, d, op in zip(x.shape[2:], w.shape[2:], stride, padding, dilation, output_padding, strict=True)]
     else:
-        if x.shape[1] != w.shape[1] * groups or w.shape[0] % groups:
+        if x.shape[1] != w.shape[1] * groups or w.shape[0] % groups or any(op for op in output_padding):
             return None
         channels = w.shape[0]
         sizes = [(n + 2 * p - d * (k - 1) - 1) // s + 1
                  for n, k, s, p, d in zip(x.shape[2:], w.shape[2:], stride, padding, dilation, strict=True)]
-    if any(n < 1 for n in sizes):
+    if any(n < 1 for n in sizes) or (bias is not None and bias.shape != (channels,)):
         return None
     return _empty((x.shape[0], channels, *sizes), x.dtype)
 
@@ -66,30 +90,39 @@ def _mean(args: tuple, kwargs: dict) -> torch.Tensor | None:
     x = args[0]
     dims = args[1] if len(args) > 1 else kwargs.get("dim")
     keepdim = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
-    if len(args) > 3 or kwargs.get("dtype") is not None or not dims or not x.is_floating_point():
+    if len(args) > 3 or set(kwargs) - {"dim", "keepdim"} or not dims or x.dim() == 0 or not x.is_floating_point():
+        return None
+    if not all(isinstance(d, int) and -x.dim() <= d < x.dim() for d in dims):
         return None
     reduced = {d % x.dim() for d in dims}
+    if len(reduced) != len(dims):
+        return None  # a dim named twice: torch raises
     shape = [1 if i in reduced else n for i, n in enumerate(x.shape) if keepdim or i not in reduced]
     return _empty(shape, x.dtype)
 
 
 def _addmm(args: tuple, kwargs: dict) -> torch.Tensor | None:
-    bias, a, b = args[:3]
-    if kwargs or len(args) > 3 or a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0] or a.dtype != b.dtype:
+    if kwargs or len(args) != 3:
         return None
-    if bias.dim() > 2 or (bias.dim() >= 1 and bias.shape[-1] not in (1, b.shape[1])):
+    bias, a, b = args
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0] or not _floats(bias, a, b):
         return None
-    return _empty((a.shape[0], b.shape[1]), a.dtype)
+    m, n = a.shape[0], b.shape[1]
+    if bias.dim() > 2 or (bias.dim() >= 1 and bias.shape[-1] not in (1, n)) or (bias.dim() == 2 and bias.shape[0] not in (1, m)):
+        return None
+    return _empty((m, n), a.dtype)
 
 
 def _max_pool2d(args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
     if kwargs or len(args) != 6 or args[5]:  # ceil_mode: torch's kernel
         return None
     x, kernel, stride, padding, dilation, _ = args
-    if x.dim() not in (3, 4) or not (len(kernel) == len(stride) == len(padding) == len(dilation) == 2):
+    if x.dim() not in (3, 4) or x.numel() == 0 or not x.is_floating_point():
         return None
-    if any(2 * p > k for p, k in zip(padding, kernel, strict=True)):
-        return None  # torch rejects padding over half the kernel
+    if not (len(kernel) == len(stride) == len(padding) == len(dilation) == 2):
+        return None
+    if not _positive(*kernel, *stride, *dilation) or any(not isinstance(p, int) or p < 0 or 2 * p > k for p, k in zip(padding, kernel, strict=True)):
+        return None
     sizes = [(n + 2 * p - d * (k - 1) - 1) // s + 1
              for n, k, s, p, d in zip(x.shape[-2:], kernel, stride, padding, dilation, strict=True)]
     if any(n < 1 for n in sizes):
@@ -108,7 +141,6 @@ FAST_META: dict[Any, Callable[[tuple, dict], Any]] = {
     aten.add.Tensor: _binary,
     aten.sub.Tensor: _binary,
     aten.mul.Tensor: _binary,
-    aten.div.Tensor: _binary,
 }
 # In-place element-wise ops return their first argument, unchanged in shape.
 IN_PLACE_META = {
@@ -129,9 +161,13 @@ def fast_meta_output(func: Any, args: tuple, kwargs: dict, tensors: list[torch.T
     if not tensors or any(t.device.type != "meta" for t in tensors):
         return None
     if func in IN_PLACE_META:
-        other = args[1] if len(args) > 1 else None
-        if isinstance(other, torch.Tensor) and other.shape != args[0].shape:
-            return None  # broadcasting in place: let the kernel check it
+        if kwargs or not args[0].is_floating_point():
+            return None
+        others = [a for a in args[1:] if isinstance(a, torch.Tensor)]
+        if any(t.shape != args[0].shape for t in others) or not _floats(args[0], *others):
+            return None  # broadcasting or promotion in place: let the kernel check it
+        if any(isinstance(a, bool) or not isinstance(a, (int, float, torch.Tensor, type(None))) for a in args[1:]):
+            return None
         return args[0]
     shape_fn = FAST_META.get(func)
     return shape_fn(args, kwargs) if shape_fn is not None else None

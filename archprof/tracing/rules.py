@@ -76,13 +76,15 @@ def register_cost_rule(
     return register
 
 
-def per_element(flops_per_element: int, category: str, ops: Iterable[torch._ops.OpOverloadPacket]) -> None:
-    """Register ops whose cost is a fixed number of FLOPs per output element."""
+def per_element(
+    flops_per_element: int, category: str, ops: Iterable[torch._ops.OpOverloadPacket], first_output_only: bool = False
+) -> None:
+    """Register ops whose cost is a fixed number of FLOPs per element of their (first) output."""
 
     def cost(args: tuple, kwargs: dict, out: Any) -> Cost:
-        return Cost(0, flops_per_element * numel(out))
+        return Cost(0, flops_per_element * (numel(first_tensor(out)) if first_output_only else numel(out)))
 
-    register_cost_rule(list(ops), category)(cost)
+    register_cost_rule(list(ops), category, first_output_only=first_output_only)(cost)
 
 
 def numel(value: Any) -> int:
@@ -186,7 +188,9 @@ def fused_attention_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
     scores = heads * s_q * s_k
     flops = 2 * macs + heads * (s_q + s_k) * d + SOFTMAX_FLOPS * scores
     mask = kwargs.get("attn_mask", args[3] if len(args) > 3 and isinstance(args[3], torch.Tensor) else None)
-    if mask is not None:
+    # The CPU kernel takes (q, k, v, dropout_p, is_causal); the math path adds the causal mask too.
+    causal = kwargs.get("is_causal", args[4] if len(args) > 4 and isinstance(args[4], bool) else False)
+    if mask is not None or causal:
         flops += scores
     return Cost(macs, flops)
 
@@ -235,7 +239,10 @@ per_element(1, "activation", _packets_of("relu", "relu_", "threshold", "clamp_mi
 per_element(2, "activation", _packets_of("hardtanh", "hardtanh_", "clamp", "clamp_", "leaky_relu", "leaky_relu_"))  # two comparisons; compare + scale
 per_element(4, "activation", _packets_of("sigmoid", "sigmoid_", "hardsigmoid", "hardsigmoid_"))  # neg, exp, add, div; add, 2 clamps, div
 per_element(5, "activation", _packets_of("silu", "silu_", "hardswish", "hardswish_", "gelu", "gelu_", "elu", "elu_", "mish"))
-per_element(3, "activation", _packets_of("softplus", "log_sigmoid_forward", "prelu", "_prelu_kernel"))
+per_element(3, "activation", _packets_of("softplus", "prelu", "_prelu_kernel"))
+# log(sigmoid(x)): its second output is a buffer kept for backward, not an activation.
+per_element(3, "activation", _packets_of("log_sigmoid_forward"), first_output_only=True)
+per_element(1, "reduction", _packets_of("cumsum", "cumprod"))  # one add (multiply) per element of the running total
 per_element(1, "activation", _packets_of("tanh", "tanh_"))
 per_element(
     1,
@@ -254,7 +261,7 @@ per_element(SOFTMAX_FLOPS, "softmax", _packets_of("_softmax", "_safe_softmax", "
 # --- reductions --------------------------------------------------------------------------------
 
 
-@register_cost_rule(_packets_of("sum", "amax", "amin", "max", "min", "prod", "logsumexp", "argmax", "argmin", "cumsum"), category="reduction")
+@register_cost_rule(_packets_of("sum", "amax", "amin", "max", "min", "prod", "logsumexp", "argmax", "argmin"), category="reduction")
 def reduce_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
     # n - 1 operations per output of a reduction over n inputs.
     return Cost(0, max(args[0].numel() - numel(first_tensor(out)), 0))
@@ -266,10 +273,16 @@ def mean_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
     return Cost(0, args[0].numel())
 
 
-@register_cost_rule(_packets_of("var", "std", "var_mean", "std_mean", "linalg_vector_norm", "norm"), category="reduction")
+@register_cost_rule(_packets_of("var", "std", "var_mean", "std_mean"), category="reduction")
 def moment_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
-    # mean, centre, square, accumulate: about 4 per input element (norms: square and accumulate, 2).
+    # mean (1 add), centre (1 sub), square (1 mul), accumulate (1 add) per input element.
     return Cost(0, 4 * args[0].numel())
+
+
+@register_cost_rule(_packets_of("linalg_vector_norm", "norm"), category="reduction")
+def norm_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    # square and accumulate per input element (the root per output is negligible and not counted).
+    return Cost(0, 2 * args[0].numel())
 
 
 # --- pooling -----------------------------------------------------------------------------------

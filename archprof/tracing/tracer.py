@@ -145,6 +145,7 @@ class Tracer:
         self._known: set[int] = set()
         self._alive: list[torch.Tensor] = []  # keeps storages alive so their keys stay unique
         self._view_ops: dict[Any, bool] = {}
+        self._write_ops: dict[Any, bool] = {}
 
     def run(self, inputs: tuple[torch.Tensor, ...], state: dict[str, torch.Tensor] | None) -> Trace:
         for t in inputs:
@@ -157,6 +158,10 @@ class Tracer:
         # collection in the middle finds nothing to free and can triple a profile's time.
         collecting = gc.isenabled()
         gc.disable()
+        # Real tensors in eval mode under no_grad take nn.MultiheadAttention's and the transformer
+        # layers' fused fast path, one opaque op; the regular path is what every device can cost.
+        fastpath = torch.backends.mha.get_fastpath_enabled()
+        torch.backends.mha.set_fastpath_enabled(False)
         try:
             with torch.no_grad(), _Recorder(self):
                 # functional_call swaps in meta weights for the call without touching the user's module.
@@ -164,6 +169,7 @@ class Tracer:
         finally:
             pre.remove()
             post.remove()
+            torch.backends.mha.set_fastpath_enabled(fastpath)
             if collecting:
                 gc.enable()
         self.trace.output_storages = {storage_key(t) for t in tensors_in(out)}
@@ -181,6 +187,14 @@ class Tracer:
         path = self.stack.pop() if self.stack else ""
         if path in self.watched and id(module) in self.paths:
             self.trace.module_outputs.extend((path, tuple(t.shape)) for t in tensors_in(output))
+
+    def _writes(self, func: Any) -> bool:
+        """In-place or out= ops: they write into a storage they were given."""
+        writes = self._write_ops.get(func)
+        if writes is None:
+            writes = any(a.alias_info is not None and a.alias_info.is_write for a in func._schema.arguments)
+            self._write_ops[func] = writes
+        return writes
 
     def _is_view(self, func: Any) -> bool:
         view = self._view_ops.get(func)
@@ -206,7 +220,12 @@ class Tracer:
                 cost = None
             if cost is not None:
                 category = rule.category(args, kwargs) if callable(rule.category) else rule.category
-        view = self._is_view(func)
+        # An op that returns an input's storage without writing to it is a view, whatever its schema
+        # says (aten._unsafe_view carries no alias annotation).
+        view = self._is_view(func) or (
+            not self._writes(func) and bool(tensors_out)
+            and {storage_key(t) for t in tensors_out} <= {storage_key(t) for t in inputs}
+        )
         macs, flops = (cost.macs, cost.flops) if cost is not None else (0, 0)
         if view:
             activations = bytes_read = bytes_written = 0
