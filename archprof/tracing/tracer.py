@@ -220,12 +220,11 @@ class Tracer:
                 cost = None
             if cost is not None:
                 category = rule.category(args, kwargs) if callable(rule.category) else rule.category
+        in_keys = {storage_key(t) for t in inputs}
+        out_keys = [storage_key(t) for t in tensors_out]
         # An op that returns an input's storage without writing to it is a view, whatever its schema
         # says (aten._unsafe_view carries no alias annotation).
-        view = self._is_view(func) or (
-            not self._writes(func) and bool(tensors_out)
-            and {storage_key(t) for t in tensors_out} <= {storage_key(t) for t in inputs}
-        )
+        view = self._is_view(func) or (bool(out_keys) and in_keys.issuperset(out_keys) and not self._writes(func))
         macs, flops = (cost.macs, cost.flops) if cost is not None else (0, 0)
         if view:
             activations = bytes_read = bytes_written = 0
@@ -237,13 +236,11 @@ class Tracer:
         self.trace.events.append(
             OpEvent(name, module, category, int(macs), int(flops), activations, bytes_read, bytes_written, cost is not None)
         )
-        reads = tuple({storage_key(t) for t in inputs})
         fresh = []
-        for t in tensors_out:
-            key = storage_key(t)
+        for t, key in zip(tensors_out, out_keys, strict=True):
             if key not in self._known:
                 self._known.add(key)
                 fresh.append((key, t.untyped_storage().nbytes()))
-        self.trace.reads.append(reads)
+        self.trace.reads.append(tuple(in_keys))
         self.trace.allocations.append(tuple(fresh))
         self._alive.extend(tensors_out)
