@@ -111,7 +111,8 @@ def _torch_macs(packet: torch._ops.OpOverloadPacket, args: tuple, kwargs: dict, 
 
 # --- convolution -------------------------------------------------------------------------------
 
-CONV_OPS = (aten.convolution, aten._convolution, aten.convolution_overrideable, aten.cudnn_convolution, aten._slow_conv2d_forward)
+# The dispatch mode sees convolutions at the top of the dispatcher, before a backend kernel is chosen.
+CONV_OPS = (aten.convolution, aten._convolution)
 
 
 def conv_type(kernel: Sequence[int], groups: int, in_channels: int, transposed: bool = False) -> str:
@@ -132,7 +133,7 @@ def _conv_call_type(args: tuple, kwargs: dict) -> str:
     return conv_type(w.shape[2:], groups, x.shape[1], transposed)
 
 
-@register_cost_rule(list(CONV_OPS[:2]), category=_conv_call_type)
+@register_cost_rule(list(CONV_OPS), category=_conv_call_type)
 def conv_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost:
     # aten.convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
     macs = _torch_macs(aten.convolution, args[:2] + (None,) + tuple(args[3:7]), {}, out)
