@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any
 
@@ -176,16 +176,6 @@ class Profile:
     def materialized_peak_bytes(self, bytes_per_element: int = 2) -> int:
         """The largest materialized tensor: the max row of the V2 paper's Table 3."""
         return max((r.bytes for r in self.materialized_memory(bytes_per_element)), default=0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.model,
-            "config": self.config,
-            "input_shapes": [list(s) for s in self.input_shapes],
-            "totals": asdict(self.totals),
-            "uncounted": self.uncounted,
-            "groups": {by: [asdict(r) for r in self.group(by)] for by in GROUPINGS},
-        }
 
 
 def _module_tables(model: nn.Module) -> tuple[dict[int, str], dict[str, nn.Module]]:
