@@ -241,11 +241,32 @@ def test_data_dependent_model_falls_back_to_cpu_with_a_notice():
         def forward(self, x):
             return self.a(x) if x.sum().item() >= 0 else x
 
-    with pytest.warns(archprof.ArchprofNotice, match="cannot run on the meta device"):
-        p = archprof.profile(DataDependent(), (3, 4))
+    # The CPU forward runs on the data given: 3 x 4 x 4 = 48 MACs when the branch is taken, 0 when not.
+    with pytest.warns(archprof.ArchprofNotice, match="cannot run on the meta device.*depends on its data"):
+        p = archprof.profile(DataDependent(), inputs=torch.ones(3, 4))
     assert (p.device, p.totals.macs) == ("cpu", 48)
+    with pytest.warns(archprof.ArchprofNotice):
+        assert archprof.profile(DataDependent(), inputs=-torch.ones(3, 4)).totals.macs == 0
     with pytest.raises(archprof.ProfileError, match="forward failed on meta"):
         archprof.profile(DataDependent(), (3, 4), device="meta")
+
+
+def test_the_fallback_runs_on_seeded_data_never_zeros():
+    class SignOfSum(nn.Module):  # runs the Linear(64, 64) only when the input sums to more than 0
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(64, 64, bias=False)
+
+        def forward(self, x):
+            return self.a(x) if x.sum() > 0 else x
+
+    seen = set()
+    with pytest.warns(archprof.ArchprofNotice, match=r"seed \d+"):
+        for seed in range(8):
+            macs = [archprof.profile(SignOfSum(), (2, 64), seed=seed).totals.macs for _ in range(2)]
+            assert macs[0] == macs[1]  # one seed, one count
+            seen.add(macs[0])
+    assert seen == {0, 2 * 64 * 64}  # zeros would always give 0: some seed sums above 0, some below
 
 
 def test_profiling_leaves_the_users_model_untouched():

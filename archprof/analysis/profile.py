@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import inspect
+import math
+import os
 import warnings
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping, Sequence
+from copy import deepcopy
+from dataclasses import dataclass, field, fields, is_dataclass
 from functools import cached_property
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
 from archprof.analysis.layer_types import module_layer_type
 from archprof.analysis.memory import MaterializedRow, materialized_by_resolution, peak_live_bytes
 from archprof.architectures.base import Architecture
+from archprof.tracing.inputs import (
+    InputError,
+    Inputs,
+    InputSpec,
+    as_inputs,
+    describe,
+    materialize,
+    vocabulary_size,
+)
+from archprof.tracing.state import ModuleSnapshot
 from archprof.tracing.tracer import OpEvent, Tracer
 
 GROUPINGS = ("layer", "block", "stage", "type")
@@ -82,6 +98,15 @@ SUMMED = tuple(f.name for f in fields(Row) if f.name not in ("grouping", "name")
 
 
 @dataclass(frozen=True)
+class InputInfo:
+    """One tensor the forward was called with: ``kwargs["input_ids"]``, (1, 128), "int64"."""
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
 class ModuleInfo:
     path: str
     cls: str
@@ -108,6 +133,7 @@ class Profile:
     peak_activation_bytes: int
     materialized_tensors: list[tuple[str, tuple[int, ...]]]
     notices: list[str] = field(default_factory=list)
+    inputs: list[InputInfo] = field(default_factory=list)  # every input tensor, by its path in the call
 
     @cached_property
     def totals(self) -> Totals:
@@ -247,52 +273,205 @@ def _op_types(ops: list[OpEvent], by_path: dict[str, nn.Module]) -> list[str]:
     return [cache[op.module] or op.category for op in ops]
 
 
-def _resolve_inputs(model: nn.Module, input_shape: Sequence[int] | None, inputs: Any) -> tuple[torch.Tensor, ...]:
-    if inputs is not None:
-        return tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+def _resolve_inputs(model: nn.Module, input_shape: Sequence[int] | None, given: Inputs | None) -> Inputs:
+    if given is not None and (given.args or given.kwargs):
+        return given
     if input_shape is None:
+        declared = getattr(model, "archprof_inputs", None)
+        if declared is not None:
+            return declared if isinstance(declared, Inputs) else as_inputs(declared)
         input_shape = getattr(model, "default_input_shape", None)
         if input_shape is None:
-            raise ProfileError("this model has no default input shape: pass input_shape or inputs")
+            raise ProfileError("this model has no default input: pass input_shape or inputs")
     shape = tuple(input_shape)
     if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
         raise ProfileError(f"input shape must be positive integers, got {list(shape)}")
+    if math.prod(shape) >= 2**63:
+        raise ProfileError(f"input shape {list(shape)} is too large to index (at most 2^63 - 1 elements)")
+    return Inputs((InputSpec(shape),), {})
+
+
+def _check_binds(model: nn.Module, inputs: Inputs) -> None:
+    """Name the input the forward does not take before running it."""
     try:
-        return (torch.empty(shape, dtype=_dtype(model), device="meta"),)
-    except (RuntimeError, OverflowError, TypeError) as err:  # more elements than an index can hold
-        raise ProfileError(f"input shape {list(shape)} is too large to index (at most 2^63 - 1 elements)") from err
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError):  # a builtin or C forward: let the call itself say
+        return
+    params = signature.parameters
+    takes = ", ".join(params) or "no arguments"
+    open_keywords = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = [k for k in inputs.kwargs if k not in params and not open_keywords]
+    if unknown:
+        raise ProfileError(f"the model's forward takes no input {unknown[0]!r} (it takes: {takes})")
+    try:
+        signature.bind(*inputs.args, **inputs.kwargs)
+    except TypeError as err:
+        raise ProfileError(f"the model's forward rejects these inputs: {err} (it takes: {takes})") from None
 
 
 def _dtype(model: nn.Module) -> torch.dtype:
     return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.get_default_dtype())
 
 
-def _on_device(
-    model: nn.Module, inputs: tuple[torch.Tensor, ...], device: str
-) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor] | None]:
-    """Inputs and a parameter/buffer state on ``device``, without touching the user's module."""
+def _weight_bytes(model: nn.Module) -> int:
+    tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def default_max_memory() -> int:
+    """Half of this machine's physical memory: the default limit of a real forward's allocations."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: 8 GiB
+        return 8 * 2**30
+
+
+def _check_memory(model: nn.Module, inputs: Inputs, device: str, max_memory: int | None) -> None:
+    limit = default_max_memory() if max_memory is None else max_memory
+    weights, data = _weight_bytes(model), inputs.nbytes()
+    if weights + data > limit:
+        raise ProfileError(
+            f"a real {device} forward needs at least {_gib(weights + data)} (inputs {_gib(data)} + weights "
+            f"{_gib(weights)}), above the limit of {_gib(limit)}; raise max_memory (--max-memory) to allow it"
+        )
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def _real_state(model: nn.Module, device: str, seed: int, build: Callable[[], nn.Module] | None) -> dict[str, torch.Tensor] | None:
+    """Parameters and buffers with real values on ``device`` for ``model``, without touching it.
+
+    Weights that exist (the user's) are used, on ``device``. A model built on meta gets the
+    weights of ``build()`` (the model built again on the CPU with its own initialization) or, with
+    no builder, of a copy initialized by each layer's ``reset_parameters`` (seeded), other
+    parameters from N(0, 0.02) and other buffers zero. Buffers are copies: a forward that updates
+    a buffer in place (a step counter, running statistics) must not change the user's model.
+    """
+    named = list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers(remove_duplicate=False))
+    source = model
+    if any(t.device.type == "meta" for _, t in named):
+        source = build() if build is not None else _initialized_copy(model, seed)
+    real = dict(source.named_parameters(remove_duplicate=False)) | dict(source.named_buffers(remove_duplicate=False))
+    buffers = {name for name, _ in model.named_buffers(remove_duplicate=False)}
     moved: dict[int, torch.Tensor] = {}
 
-    def to(t: torch.Tensor) -> torch.Tensor:
-        if t.device.type == device:
-            return t
+    def to(name: str, t: torch.Tensor) -> torch.Tensor:
         if id(t) not in moved:  # tied weights stay tied
-            moved[id(t)] = torch.zeros_like(t, device=device) if device != "meta" else torch.empty_like(t, device="meta")
+            moved[id(t)] = t.detach().to(device, copy=name in buffers)
         return moved[id(t)]
 
+    missing = [name for name, _ in named if name not in real]
+    if missing:
+        raise ProfileError(f"the model built for the real forward has no tensor {missing[0]!r}")
+    return {name: to(name, real[name]) for name, _ in named}
+
+
+def _initialized_copy(model: nn.Module, seed: int) -> nn.Module:
+    copy = deepcopy(model).to_empty(device="cpu")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in copy.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator, dtype=p.dtype) * 0.02 if p.is_floating_point() else 0)
+        for b in copy.buffers():
+            b.zero_()
+        state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            for module in copy.modules():
+                reset = getattr(module, "reset_parameters", None)
+                if callable(reset):
+                    reset()
+        finally:
+            torch.random.set_rng_state(state)
+    return copy
+
+
+def _meta_state(model: nn.Module) -> dict[str, torch.Tensor] | None:
+    """Meta tensors standing in for the model's parameters and buffers (tied ones stay tied)."""
     named = list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers(remove_duplicate=False))
-    state = {name: to(t) for name, t in named}
-    if all(state[name] is t for name, t in named):
-        state = None
-    return tuple(to(t) for t in inputs), state
+    if all(t.device.type == "meta" for _, t in named):
+        return None
+    moved: dict[int, torch.Tensor] = {}
+    for _, t in named:
+        if id(t) not in moved:
+            moved[id(t)] = t if t.device.type == "meta" else torch.empty_like(t, device="meta")
+    return {name: moved[id(t)] for name, t in named}
 
 
-def _trace(model, inputs, device, module_paths, watched):
-    inputs, state = _on_device(model, inputs, device)
+def materialize_lazy(model: nn.Module, inputs: Inputs) -> nn.Module:
+    """A copy of ``model`` with its lazy modules initialized, as their first forward would (on meta)."""
+    lazy = [m for m in model.modules() if isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()]
+    if not lazy:
+        return model
+    copy = deepcopy(model)
+    for module in copy.modules():
+        for table, kind in ((module._parameters, UninitializedParameter), (module._buffers, UninitializedBuffer)):
+            for key, value in table.items():
+                if isinstance(value, kind):  # materialize on meta, not where the placeholder was made
+                    table[key] = kind(requires_grad=value.requires_grad, device="meta", dtype=value.dtype) if kind is UninitializedParameter else kind(device="meta", dtype=value.dtype)
+    meta_inputs = materialize(inputs, "meta", _dtype(copy) if not _has_uninitialized(copy) else torch.get_default_dtype())
+    try:
+        with torch.no_grad():
+            copy(*meta_inputs.args, **meta_inputs.kwargs)
+    except Exception as err:
+        raise ProfileError(f"cannot initialize the model's lazy modules at these inputs: {_one_line(err)}") from err
+    return copy
+
+
+def _has_uninitialized(model: nn.Module) -> bool:
+    return any(isinstance(p, UninitializedParameter) for p in model.parameters())
+
+
+def _is_meta_limitation(err: BaseException) -> bool:
+    """Whether ``err`` says the meta device cannot run this model, not that the model is wrong.
+
+    Data-dependent control flow (``.item()``, ``bool(tensor)``, ``nonzero``, boolean masks), ops
+    with no meta kernel and tensors made on another device all say so by naming the meta device;
+    an error that would happen on any device (a shape mismatch, a bad argument) does not.
+    """
+    return isinstance(err, NotImplementedError) or "meta" in str(err).lower()
+
+
+@dataclass
+class _Run:
+    trace: Any
+    inputs: Inputs
+    device: str
+
+
+def _trace(model, inputs: Inputs, device: str, module_paths, watched, seed, build, snapshot: ModuleSnapshot) -> _Run:
+    """One traced forward in eval mode on ``device``, the model restored to ``snapshot`` after it;
+    raises ``_ForwardError`` naming the layer that failed."""
+    if device == "meta":
+        state = _meta_state(model)
+        used = materialize(inputs, "meta", _dtype(model))
+    else:
+        state = _real_state(model, device, seed, build)
+        used = materialize(inputs, device, _dtype(model), seed=seed, vocabulary=vocabulary_size(model))
     tracer = Tracer(model, module_paths, watched)
-    weights = list(state.values()) if state is not None else [*model.parameters(), *model.buffers()]
-    tracer.mark_known(weights)
-    return tracer.run(inputs, state), inputs
+    tracer.mark_known(list(state.values()) if state is not None else [*model.parameters(), *model.buffers()])
+    model.eval()
+    try:
+        trace = tracer.run(used.args, used.kwargs, state)
+    except Exception as err:
+        raise _ForwardError(err, tracer.failed_in) from err
+    finally:
+        snapshot.restore()
+    return _Run(trace, used, device)
+
+
+class _ForwardError(Exception):
+    def __init__(self, err: Exception, layer: str | None) -> None:
+        super().__init__(str(err))
+        self.err, self.layer = err, layer
+
+    def describe(self, by_path: dict[str, nn.Module]) -> str:
+        where = ""
+        if self.layer is not None:
+            where = f" in {self.layer or ROOT} ({type(by_path[self.layer]).__name__})" if self.layer in by_path else ""
+        return f"{where}: {_one_line(self.err)}"
 
 
 def profile(
@@ -300,68 +479,141 @@ def profile(
     input_shape: Sequence[int] | None = None,
     *,
     inputs: Any = None,
+    args: Any = None,
+    kwargs: dict[str, Any] | None = None,
     device: str | None = None,
     strict: bool = False,
     name: str | None = None,
+    seed: int = 0,
+    max_memory: int | None = None,
+    build: Callable[[], nn.Module] | None = None,
 ) -> Profile:
     """Trace one forward pass of ``model`` and attribute every op's cost.
 
+    The forward is called as ``model(*args, **kwargs)``. ``inputs`` is what ``model(...)`` takes: a
+    tuple of positional arguments, a dict of keyword arguments, or one argument (a tensor, a list
+    of images); ``args=`` and ``kwargs=`` give both. Tensors may be nested in lists, tuples and
+    dicts, and an :class:`~archprof.tracing.inputs.InputSpec` may stand for any of them. With no
+    inputs, ``input_shape`` (one float tensor), else the model's own ``archprof_inputs`` or
+    ``default_input_shape``.
+
     ``device=None`` runs on the meta device (no weight or activation memory, a cost independent of
-    batch and resolution) and falls back to a real CPU forward, with a notice, when the model
-    cannot run on meta (data-dependent control flow). ``"meta"``, ``"cpu"`` or ``"cuda"`` force one.
-    ``strict=True`` raises :class:`UncountedOpsError` if any op has no cost rule.
+    batch and resolution) and, only when the model cannot run there (data-dependent control flow,
+    ``.item()``, an op with no meta kernel), falls back to a real CPU forward on seeded inputs
+    (``seed``) and real weights (the user's, else ``build()``'s, else each layer's own
+    initialization), with a notice. A real forward that would need more than ``max_memory`` bytes
+    for its inputs and weights is refused (default: half the machine's memory). ``"meta"``,
+    ``"cpu"`` or ``"cuda"`` force one device. ``strict=True`` raises :class:`UncountedOpsError` if
+    any op has no cost rule. The model is left as it was found.
     """
     if device not in (None, "meta", "cpu", "cuda"):
         raise ValueError(f"device must be 'meta', 'cpu' or 'cuda', got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
         raise ProfileError("device 'cuda': CUDA is not available on this machine")
-    inputs = _resolve_inputs(model, input_shape, inputs)
+    try:
+        given = as_inputs(inputs, args, kwargs) if (inputs, args, kwargs) != (None, None, None) else None
+        wanted = _resolve_inputs(model, input_shape, given)
+    except InputError as err:
+        raise ProfileError(str(err)) from None
+    original = model
+    model = materialize_lazy(model, wanted)
+    _check_binds(model, wanted)
     module_paths, by_path = _module_tables(model)
     declared = model.materialized_modules() if isinstance(model, Architecture) else None
     leaves = [p for p, m in by_path.items() if not any(True for _ in m.children())]
     watched = set(declared if declared is not None else leaves)
     notices: list[str] = []
-    training = {m: m.training for m in by_path.values()}  # each module's own flag, restored as it was
-    model.eval()
+    snapshot = ModuleSnapshot(model)
     try:
-        try:
-            trace, used = _trace(model, inputs, device or "meta", module_paths, watched)
-            used_device = device or "meta"
-        except Exception as err:
-            if device is not None:
-                raise ProfileError(f"forward failed on {device} at input {_shapes(inputs)}: {_one_line(err)}") from err
-            try:
-                trace, used = _trace(model, inputs, "cpu", module_paths, watched)
-            except Exception as cpu_err:  # not a meta limitation: the model fails at this input
-                raise ProfileError(f"forward failed at input {_shapes(inputs)}: {_one_line(cpu_err)}") from cpu_err
-            notice = f"the model cannot run on the meta device ({_one_line(err)}); profiled with a real CPU forward"
-            warnings.warn(notice, ArchprofNotice, stacklevel=2)
-            notices.append(notice)
-            used_device = "cpu"
-    finally:
-        for module, flag in training.items():
-            module.training = flag
-    materialized = [("input", tuple(t.shape)) for t in used] + trace.module_outputs
+        run = _run(model, wanted, device, (module_paths, watched, seed, build, snapshot), by_path, max_memory, notices)
+    except InputError as err:
+        raise ProfileError(str(err)) from None
+    trace, used = run.trace, run.inputs
+    materialized = [("input", tuple(t.shape)) for _, t in used.tensors()] + trace.module_outputs
     result = Profile(
-        model=name or getattr(model, "archprof_name", None) or type(model).__name__,
-        config=dict(getattr(model, "config", {})),
-        input_shapes=[tuple(t.shape) for t in used],
+        model=name or getattr(original, "archprof_name", None) or type(original).__name__,
+        config=config_of(original),
+        input_shapes=[tuple(t.shape) for _, t in used.tensors()],
         dtype=str(_dtype(model)).replace("torch.", ""),
-        device=used_device,
+        device=run.device,
         ops=trace.events,
         op_types=_op_types(trace.events, by_path),
         modules=_module_infos(model, by_path),
         peak_activation_bytes=peak_live_bytes(trace),
         materialized_tensors=materialized,
         notices=notices,
+        inputs=[InputInfo(path, tuple(t.shape), str(t.dtype).replace("torch.", "")) for path, t in used.tensors()],
     )
     if strict and result.uncounted:
         raise UncountedOpsError(result.uncounted)
     return result
 
 
-def _shapes(inputs: tuple[torch.Tensor, ...]) -> str:
-    return ", ".join(str(list(t.shape)) for t in inputs)
+def _run(model, wanted, device, how, by_path, max_memory, notices) -> _Run:
+    if device not in (None, "meta"):
+        _check_memory(model, wanted, device, max_memory)
+        try:
+            return _trace(model, wanted, device, *how)
+        except _ForwardError as err:
+            raise ProfileError(f"forward failed on {device}{err.describe(by_path)}") from err.err
+    try:
+        return _trace(model, wanted, "meta", *how)
+    except _ForwardError as err:
+        if device == "meta" or not _is_meta_limitation(err.err):
+            # An error any device would raise: report it from the meta attempt, allocating nothing.
+            on = " on meta" if device == "meta" else ""
+            raise ProfileError(f"forward failed{on} at input {describe(wanted)}{err.describe(by_path)}") from err.err
+        meta_error = err
+    _check_memory(model, wanted, "CPU", max_memory)
+    try:
+        run = _trace(model, wanted, "cpu", *how)
+    except _ForwardError as err:
+        raise ProfileError(f"forward failed on cpu{err.describe(by_path)}") from err.err
+    notice = (
+        f"the model cannot run on the meta device ({_one_line(meta_error.err)}); profiled with a real CPU "
+        f"forward on seeded inputs (seed {how[2]}): a data-dependent model's count depends on its data"
+    )
+    warnings.warn(notice, ArchprofNotice, stacklevel=3)
+    notices.append(notice)
+    return run
+
+
+def config_of(model: nn.Module) -> dict[str, Any]:
+    """The model's ``config`` as plain data, whatever it is; never fails a profile.
+
+    A dict, a dataclass, a ``SimpleNamespace``, a transformers ``PretrainedConfig`` (its
+    ``to_dict()``) or any object (its public attributes); dtypes, devices and other values that are
+    not JSON data become strings.
+    """
+    config = getattr(model, "config", None)
+    if config is None or isinstance(config, (nn.Module, torch.Tensor)):
+        return {}
+    try:
+        if isinstance(config, Mapping):
+            raw = dict(config)
+        elif callable(getattr(config, "to_dict", None)):
+            raw = config.to_dict()
+        elif is_dataclass(config) and not isinstance(config, type):
+            raw = {f.name: getattr(config, f.name) for f in fields(config)}
+        elif hasattr(config, "__dict__"):
+            raw = {k: v for k, v in vars(config).items() if not k.startswith("_")}
+        else:
+            return {"value": _plain(config)}
+        return {str(k): _plain(v) for k, v in raw.items()}
+    except Exception:  # a config whose accessors raise: the profile does not depend on it
+        return {}
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if depth < 8 and isinstance(value, Mapping):
+        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
+    if depth < 8 and isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v, depth + 1) for v in value]
+    return str(value).replace("torch.", "") if isinstance(value, (torch.dtype, torch.device)) else str(value)
 
 
 def _one_line(err: BaseException) -> str:

@@ -9,6 +9,7 @@ charged twice.
 from __future__ import annotations
 
 import gc
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,8 +147,14 @@ class Tracer:
         self._alive: list[torch.Tensor] = []  # keeps storages alive so their keys stay unique
         self._view_ops: dict[Any, bool] = {}
         self._write_ops: dict[Any, bool] = {}
+        self.failed_in: str | None = None  # the innermost module running when the forward raised
 
-    def run(self, inputs: tuple[torch.Tensor, ...], state: dict[str, torch.Tensor] | None) -> Trace:
+    def run(self, args: tuple, kwargs: dict[str, Any], state: dict[str, torch.Tensor] | None) -> Trace:
+        """``model(*args, **kwargs)`` under the recorder; ``state`` swaps in parameters and buffers.
+
+        If the forward raises, :attr:`failed_in` names the innermost module that was running.
+        """
+        inputs = tensors_in(args) + tensors_in(kwargs)
         for t in inputs:
             self.trace.input_storages[storage_key(t)] = t.untyped_storage().nbytes()
         self._known.update(self.trace.input_storages)
@@ -164,8 +171,10 @@ class Tracer:
         torch.backends.mha.set_fastpath_enabled(False)
         try:
             with torch.no_grad(), _Recorder(self):
-                # functional_call swaps in meta weights for the call without touching the user's module.
-                out = self.model(*inputs) if state is None else torch.func.functional_call(self.model, state, inputs)
+                if state is None:
+                    out = self.model(*args, **kwargs)
+                else:  # functional_call swaps in the state for the call without touching the user's module
+                    out = torch.func.functional_call(self.model, state, args, kwargs)
         finally:
             pre.remove()
             post.remove()
@@ -185,6 +194,11 @@ class Tracer:
 
     def _exit(self, module: nn.Module, args: Any, output: Any) -> None:
         path = self.stack.pop() if self.stack else ""
+        # torch calls an always_call hook from inside its except clause when forward raised: the
+        # first module to exit that way is the innermost one, where the error happened.
+        if self.failed_in is None and sys.exc_info()[1] is not None:
+            self.failed_in = path
+            return
         if path in self.watched and id(module) in self.paths:
             self.trace.module_outputs.extend((path, tuple(t.shape)) for t in tensors_in(output))
 
