@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from archprof.analysis.profile import ROOT, Profile, ProfileError
+from archprof.tracing.inputs import Inputs, materialize, vocabulary_size
+from archprof.tracing.state import ModuleSnapshot
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,18 @@ def measure_latency(
     elements = sum(math.prod(shape) for shape in counted.input_shapes)
     if elements > 2**28:
         raise ProfileError(f"latency runs real forwards: an input of {elements:,} elements is too large (at most {2**28:,})")
-    model = model.to(device).eval()
-    inputs = [torch.randn(shape, device=device) for shape in counted.input_shapes]
+    model = model.to(device)
+    inputs = materialize(counted.call, device, next((p.dtype for p in model.parameters() if p.is_floating_point()),
+                         torch.get_default_dtype()), vocabulary=vocabulary_size(model))
+    snapshot = ModuleSnapshot(model)  # eval() and whatever the timed forwards write, undone after
+    model.eval()
+    try:
+        return _timed(model, inputs, device, warmup, repeats, counted)
+    finally:
+        snapshot.restore()
+
+
+def _timed(model: nn.Module, inputs: Inputs, device: str, warmup: int, repeats: int, counted: Profile) -> LatencyReport:
     leaves = {m: path for path, m in model.named_modules() if not any(True for _ in m.children())}
     elapsed: dict[str, float] = defaultdict(float)
     starts: dict[int, list[float]] = defaultdict(list)
@@ -98,7 +110,7 @@ def measure_latency(
 
     def forward() -> None:
         with torch.no_grad():
-            model(*inputs)
+            model(*inputs.args, **inputs.kwargs)
         _sync(device)
 
     for _ in range(warmup):

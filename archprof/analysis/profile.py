@@ -134,6 +134,7 @@ class Profile:
     materialized_tensors: list[tuple[str, tuple[int, ...]]]
     notices: list[str] = field(default_factory=list)
     inputs: list[InputInfo] = field(default_factory=list)  # every input tensor, by its path in the call
+    call: Inputs = field(default_factory=Inputs, repr=False)  # the call as asked for (specs, tensors, values)
 
     @cached_property
     def totals(self) -> Totals:
@@ -543,6 +544,7 @@ def profile(
         materialized_tensors=materialized,
         notices=notices,
         inputs=[InputInfo(path, tuple(t.shape), str(t.dtype).replace("torch.", "")) for path, t in used.tensors()],
+        call=wanted,
     )
     if strict and result.uncounted:
         raise UncountedOpsError(result.uncounted)

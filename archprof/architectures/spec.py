@@ -6,6 +6,7 @@ A factory is ``package.module:callable`` or ``path/to/file.py:callable`` returni
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import sys
@@ -29,35 +30,52 @@ class ModelSpec:
     name: str  # a registered name, or the factory's "module:callable"
     options: dict[str, Any] = field(default_factory=dict)
     factory: bool = False
+    inputs: tuple[str, ...] = ()  # the model's own inputs (``name@1x3x160x160``), as --input takes them
 
 
 def parse_value(text: str) -> Any:
-    """``true``/``false``, integers, floats, ``[2,3]`` lists; anything else stays a string."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered.startswith("[") and lowered.endswith("]"):
-        inner = text.strip()[1:-1]
-        return [parse_value(v) for v in inner.split(",") if v.strip()]
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text.strip()
+    """A Python literal (``ast.literal_eval``: ``None``, ``True``, ``0.5``, ``'x'``, ``(2, 3)``,
+    ``[0.5, 1.0]``); ``true``/``false``/``none`` in any case; anything else is the bare word, a string."""
+    stripped = text.strip()
+    words = {"true": True, "false": False, "none": None, "null": None}
+    if stripped.lower() in words:
+        return words[stripped.lower()]
+    try:
+        return ast.literal_eval(stripped)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        pass
+    if stripped[:1] in "[(" and stripped[-1:] in "])":  # [a,b] of bare words
+        return type_of_brackets(stripped)([parse_value(v) for v in split_top_level(stripped[1:-1])])
+    return stripped
 
 
-def parse_options(text: str) -> dict[str, Any]:
-    """``key=value,key=[a,b]`` -> dict; commas inside brackets belong to the value."""
-    options: dict[str, Any] = {}
-    depth, start, parts = 0, 0, []
+def type_of_brackets(text: str) -> type:
+    return tuple if text.startswith("(") else list
+
+
+def split_top_level(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets and quotes; empty parts dropped."""
+    depth, quote, start, parts = 0, "", 0, []
     for i, ch in enumerate(text):
-        depth += {"[": 1, "]": -1}.get(ch, 0)
-        if ch == "," and depth == 0:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
             parts.append(text[start:i])
             start = i + 1
     parts.append(text[start:])
-    for part in filter(None, (p.strip() for p in parts)):
+    return [p for p in (p.strip() for p in parts) if p]
+
+
+def parse_options(text: str) -> dict[str, Any]:
+    """``key=value,key=[a,b]`` -> dict; commas inside brackets or quotes belong to the value."""
+    options: dict[str, Any] = {}
+    for part in split_top_level(text):
         key, sep, value = part.partition("=")
         if not sep or not key.strip():
             raise SpecError(f"option {part!r} is not key=value")
@@ -66,9 +84,20 @@ def parse_options(text: str) -> dict[str, Any]:
 
 
 def parse_spec(text: str) -> ModelSpec:
+    """``name[:options]``, ``module:callable[:options]`` or ``file.py:callable[:options]``, each
+    optionally followed by its own inputs: ``@1x3x160x160`` or ``@input_ids=1x64:int64@...``."""
     if not text or not text.strip():
         raise SpecError("empty model name")
+    model_text, *inputs = text.split("@")
+    if any(not i.strip() for i in inputs):
+        raise SpecError(f"model {text!r}: an empty input after @")
+    if inputs:
+        spec = parse_spec(model_text)
+        return ModelSpec(text, spec.name, spec.options, spec.factory, tuple(i.strip() for i in inputs))
     head, sep, rest = text.partition(":")
+    if head == "hf" and sep:  # "hf:gpt2[:options]", "hf:path/to/config.json[:options]": transformers
+        hf_name, hf_sep, hf_options = rest.partition(":")
+        return ModelSpec(text, f"hf:{hf_name}", parse_options(hf_options) if hf_sep else {})
     func, sep2, options = rest.partition(":")
     # "name:key=value,..." is a registered model with options; "module:callable[:options]" and
     # "file.py:callable[:options]" are factories.
@@ -110,6 +139,13 @@ def load_factory(target: str) -> Any:
 def build_from_spec(spec: ModelSpec, device: str = "meta", overrides: dict[str, Any] | None = None) -> nn.Module:
     """Build a registered architecture or call a user factory; errors are one-line SpecErrors."""
     options = {**spec.options, **(overrides or {})}
+    if spec.name.startswith("hf:"):
+        from archprof.architectures.huggingface import build_hf_model  # imports transformers, if installed
+
+        try:
+            return build_hf_model(spec.name[len("hf:"):], device=device, **options)
+        except ValueError as err:
+            raise SpecError(str(err)) from err
     if not spec.factory:
         try:
             return build_model(spec.name, device=device, **options)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from archprof.rendering.writers import (
     models_to_csv,
     models_to_json,
 )
+from archprof.tracing.inputs import InputError, Inputs, InputSpec, as_inputs, inputs_from_specs, parse_input, with_batch
 
 EXIT_USAGE = 2
 EXIT_UNCOUNTED = 3
@@ -98,7 +100,21 @@ PerBlock = Annotated[bool, typer.Option("--per-block", help="Per-block-type tabl
 PerType = Annotated[bool, typer.Option("--per-type", help="Per-layer-type table.")]
 PerLayer = Annotated[bool, typer.Option("--per-layer", help="Per-layer table.")]
 BatchOption = Annotated[int | None, typer.Option("--batch", help="Batch size of the input.")]
-InputShapeOption = Annotated[str | None, typer.Option("--input-shape", help="Full input shape, e.g. 1x3x224x224.")]
+InputShapeOption = Annotated[str | None, typer.Option("--input-shape", help="One float input's full shape, e.g. 1x3x224x224.")]
+InputOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input",
+        help="An input of the forward, repeatable: [name=]SHAPE[:dtype][:low..high], e.g. 1x3x224x224, "
+        "input_ids=1x128:int64, ids=1x128:int64:0..50257 (named inputs are keyword arguments).",
+    ),
+]
+SeqLenOption = Annotated[int | None, typer.Option("--seq-len", help="Token ids per sequence of an hf: language model's default input (128).")]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the random inputs and weights of a real (CPU) forward.")]
+MaxMemoryOption = Annotated[
+    str | None,
+    typer.Option("--max-memory", help="Refuse a real forward whose inputs and weights exceed this, e.g. 8GB (default: half the memory)."),
+]
 ResolutionOption = Annotated[int | None, typer.Option("--resolution", help="Input height and width.")]
 NumClassesOption = Annotated[int | None, typer.Option("--num-classes", help="Classifier outputs.")]
 DeviceOption = Annotated[
@@ -124,21 +140,69 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def input_shape_for(model: Any, batch: int | None, input_shape: str | None) -> tuple[int, ...]:
-    if batch is not None and batch < 1:
-        raise UserError(f"batch must be >= 1, got {batch}")
-    if input_shape is not None:
-        shape = parse_shape(input_shape)
-        return (batch, *shape[1:]) if batch is not None else shape
-    default = getattr(model, "default_input_shape", None) or (1, 3, 224, 224)
-    return (batch or default[0], *default[1:])
+SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12,
+              "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(text: str | None) -> int | None:
+    """``8GB``, ``512MiB``, ``1.5G`` or a number of bytes."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    if not match or match[2].lower() not in SIZE_UNITS:
+        raise UserError(f"--max-memory {text!r} is not a size like 8GB, 512MiB or 1000000")
+    return int(float(match[1]) * SIZE_UNITS[match[2].lower()])
+
+
+@dataclass
+class InputChoice:
+    """How the command line says what each model's forward is called with."""
+
+    inputs: list[str] | None = None  # --input, repeatable
+    input_shape: str | None = None  # --input-shape: one float input
+    batch: int | None = None
+    resolution: int | None = None  # a user factory's input height and width
+    seq_len: int | None = None
+    seed: int = 0
+    max_memory: str | None = None
+
+
+def inputs_for(model: Any, spec: ModelSpec, choice: InputChoice) -> Inputs:
+    """The inputs of ``model``: its own (``name@...``), --input, --input-shape, or its default."""
+    if choice.batch is not None and choice.batch < 1:
+        raise UserError(f"batch must be >= 1, got {choice.batch}")
+    texts = list(spec.inputs) or list(choice.inputs or [])
+    if texts and choice.input_shape is not None:
+        raise UserError("give --input or --input-shape, not both")
+    if (texts or choice.input_shape is not None) and spec.factory and choice.resolution is not None:
+        raise UserError("--resolution sets a user model's input size: give it or --input/--input-shape, not both")
+    if texts:
+        try:
+            inputs = inputs_from_specs([parse_input(t) for t in texts])
+        except InputError as err:
+            raise UserError(str(err)) from None
+    elif choice.input_shape is not None:
+        inputs = Inputs((InputSpec(parse_shape(choice.input_shape)),))
+    elif getattr(model, "archprof_inputs", None) is not None:
+        inputs = as_inputs(model.archprof_inputs) if not isinstance(model.archprof_inputs, Inputs) else model.archprof_inputs
+    else:
+        default = getattr(model, "default_input_shape", None)
+        if default is None:
+            size = choice.resolution or 224
+            default = (1, 3, size, size)
+            if choice.resolution is None:
+                typer.echo(
+                    f"archprof: notice: {spec.text}: no input given; profiled at 1x3x224x224 (--input or --input-shape set one)",
+                    err=True,
+                )
+        inputs = Inputs((InputSpec(tuple(default)),))
+    return with_batch(inputs, choice.batch) if choice.batch is not None else inputs
 
 
 def profile_specs(
     specs: list[ModelSpec],
     overrides: dict[str, Any],
-    batch: int | None,
-    input_shape: str | None,
+    choice: InputChoice,
     strict: bool,
     device: Device | None = None,
     checkpoint: str | None = None,
@@ -148,9 +212,11 @@ def profile_specs(
 
         if not torch.cuda.is_available():
             raise UserError("--device cuda: CUDA is not available on this machine")
+    max_memory = parse_size(choice.max_memory)
     profiles = []
     for spec in specs:
-        model = build_from_spec(spec, device.value if device else "meta", overrides)
+        options = builder_options(spec, overrides, choice)
+        model = build_from_spec(spec, device.value if device else "meta", options)
         if checkpoint is not None:
             from archprof.architectures.checkpoint import check_checkpoint
 
@@ -158,14 +224,50 @@ def profile_specs(
         label = spec.text
         if overrides:
             label += ("," if ":" in spec.text and not spec.factory else ":") + ",".join(f"{k}={v}" for k, v in overrides.items())
-        shape = input_shape_for(model, batch, input_shape)
-        p = profile(model, shape, strict=strict, name=label, device=device.value if device else None)
+        p = profile(
+            model, inputs=inputs_for(model, spec, choice), strict=strict, name=label, device=device.value if device else None,
+            seed=choice.seed, max_memory=max_memory, build=lambda spec=spec, options=options: build_from_spec(spec, "cpu", options),
+        )
         if spec.factory and not p.config:
             p.config = {**spec.options}
         for notice in p.notices:
             typer.echo(f"archprof: notice: {spec.text}: {notice}", err=True)
         profiles.append(p)
     return profiles
+
+
+def builder_options(spec: ModelSpec, overrides: dict[str, Any], choice: InputChoice) -> dict[str, Any]:
+    """archprof's own options (--width, --resolution, --num-classes, --seq-len) for the builders
+    that take them: a user factory's --resolution is its input size instead."""
+    options = dict(overrides)
+    if spec.factory:
+        options.pop("resolution", None)  # choice.resolution: the input's size
+        accepted = factory_parameters(spec)
+        refused = [k for k in options if accepted is not None and k not in accepted]
+        if refused:
+            raise UserError(f"{spec.name} takes no option {refused[0]!r} (it takes: {', '.join(sorted(accepted)) or 'none'})")
+    if choice.seq_len is not None:
+        if not spec.name.startswith("hf:"):
+            raise UserError(f"--seq-len is for hf: language models, not {spec.text}")
+        if choice.seq_len < 1:
+            raise UserError(f"--seq-len must be >= 1, got {choice.seq_len}")
+        options["seq_len"] = choice.seq_len
+    return options
+
+
+def factory_parameters(spec: ModelSpec) -> set[str] | None:
+    """The keyword arguments a factory takes by name (None: it takes any, ``**kwargs``)."""
+    import inspect
+
+    from archprof.architectures.spec import load_factory
+
+    try:
+        parameters = inspect.signature(load_factory(spec.name)).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)}
 
 
 def render_models(
@@ -226,6 +328,11 @@ def compare_command(
     per_type: PerType = False,
     per_layer: PerLayer = False,
     batch: BatchOption = None,
+    inputs: InputOption = None,
+    input_shape: InputShapeOption = None,
+    seq_len: SeqLenOption = None,
+    seed: SeedOption = 0,
+    max_memory: MaxMemoryOption = None,
     device: DeviceOption = None,
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
@@ -244,7 +351,8 @@ def compare_command(
     if plot is not None and not plot.endswith((".svg", ".png")):
         raise UserError(f"--plot {plot}: the figure must end in .svg or .png")
     specs = [parse_spec(m) for m in models]
-    profiles = profile_specs(specs, {}, batch, None, strict, device)
+    choice = InputChoice(inputs, input_shape, batch, None, seq_len, seed, max_memory)
+    profiles = profile_specs(specs, {}, choice, strict, device)
     if plot is not None:
         from archprof.rendering.figures import draw, stage_figure
 
@@ -260,6 +368,10 @@ def profile_command(
     num_classes: NumClassesOption = None,
     batch: BatchOption = None,
     input_shape: InputShapeOption = None,
+    inputs: InputOption = None,
+    seq_len: SeqLenOption = None,
+    seed: SeedOption = 0,
+    max_memory: MaxMemoryOption = None,
     per_stage: PerStage = False,
     per_block: PerBlock = False,
     per_type: PerType = False,
@@ -286,7 +398,8 @@ def profile_command(
         raise UserError(f"--warmup must be >= 0 and --repeats >= 1, got {warmup} and {repeats}")
     overrides = model_options(width, resolution, num_classes)
     count_on = None if latency and device is Device.cuda else device  # counts do not depend on the device
-    profiles = profile_specs([spec], overrides, batch, input_shape, strict, count_on, checkpoint)
+    choice = InputChoice(inputs, input_shape, batch, resolution, seq_len, seed, max_memory)
+    profiles = profile_specs([spec], overrides, choice, strict, count_on, checkpoint)
     latencies = None
     if latency:
         from archprof.analysis.latency import measure_latency
@@ -318,6 +431,8 @@ def resnet_command(
     per_type: PerType = False,
     per_layer: PerLayer = False,
     layer_depth: Annotated[int | None, typer.Option("--layer-depth", help="Fold the layer view to N levels.")] = None,
+    seed: SeedOption = 0,
+    max_memory: MaxMemoryOption = None,
     device: DeviceOption = None,
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
@@ -344,7 +459,7 @@ def resnet_command(
     changed = {k: v for k, v in options.items() if v != defaults[k] and not (k == "dcn_stages" and not v)}
     label = name + (":" + ",".join(f"{k}={_spec_value(v)}" for k, v in changed.items()) if changed else "")
     spec = ModelSpec(label, name, options)
-    profiles = profile_specs([spec], {}, batch, None, strict, device)
+    profiles = profile_specs([spec], {}, InputChoice(batch=batch, seed=seed, max_memory=max_memory), strict, device)
     groupings = views(per_stage, per_block, per_type, per_layer or layer_depth is not None)
     render_models(profiles, groupings, fmt, output, unit, raw, layer_depth)
 
@@ -398,9 +513,13 @@ def crosscheck_command(
     if output is not None:
         check_writable(output)
     spec = parse_spec(name)
-    model = build_from_spec(spec, "cpu", model_options(width, resolution, num_classes))
-    shape = input_shape_for(model, None if input_shape else 1, input_shape)  # batch 1 unless a shape says otherwise
-    check = crosscheck(model, shape, unit.value, name=spec.text)
+    choice = InputChoice(input_shape=input_shape, batch=None if input_shape else 1, resolution=resolution)
+    model = build_from_spec(spec, "cpu", builder_options(spec, model_options(width, resolution, num_classes), choice))
+    inputs = inputs_for(model, spec, choice)  # batch 1 unless a shape says otherwise
+    if inputs.kwargs or len(inputs.args) != 1 or not isinstance(inputs.args[0], InputSpec):
+        raise UserError(f"crosscheck runs the peers on one tensor input; {spec.text} takes {len(inputs.args)} positional "
+                        f"and {len(inputs.kwargs)} keyword inputs")
+    check = crosscheck(model, inputs.args[0].shape, unit.value, name=spec.text)
     emit_as(fmt, output, raw, json=lambda: crosscheck_to_json(check), csv=lambda: crosscheck_to_csv(check),
             tables=lambda: crosscheck_tables(check))
 

@@ -93,11 +93,13 @@ class Inputs:
 
 def as_inputs(inputs: Any = None, args: Any = None, kwargs: Mapping[str, Any] | None = None) -> Inputs:
     """``inputs`` as ``model(...)`` would take it: a tuple is the positional arguments, a dict the
-    keyword arguments, anything else (a tensor, a spec, a list of images) the one positional
-    argument. ``args=`` and ``kwargs=`` say it explicitly and may be combined."""
+    keyword arguments, an :class:`Inputs` both, anything else (a tensor, a spec, a list of images)
+    the one positional argument. ``args=`` and ``kwargs=`` say it explicitly and may be combined."""
     if inputs is not None and (args is not None or kwargs is not None):
         raise InputError("give inputs=, or args= and kwargs=, not both")
     if inputs is not None:
+        if isinstance(inputs, Inputs):
+            return inputs
         if isinstance(inputs, tuple):
             return Inputs(inputs, {})
         if isinstance(inputs, Mapping):
@@ -259,3 +261,20 @@ def describe(inputs: Inputs) -> str:
     if len(found) == 1 and found[0][0] == "args[0]":
         return str(list(found[0][1].shape))
     return ", ".join(f"{path} {list(t.shape)} {str(t.dtype or 'float').replace('torch.', '')}" for path, t in found)
+
+
+def with_batch(inputs: Inputs, batch: int) -> Inputs:
+    """``inputs`` with the first dimension of every tensor input set to ``batch``."""
+
+    def resize(value: Any) -> Any:
+        if isinstance(value, InputSpec):
+            return InputSpec((batch, *value.shape[1:]) if value.shape else value.shape, value.dtype, value.low, value.high)
+        if isinstance(value, torch.Tensor):
+            return InputSpec((batch, *value.shape[1:]), value.dtype) if value.dim() else value
+        if isinstance(value, (tuple, list)):
+            return type(value)(resize(v) for v in value)
+        if isinstance(value, dict):
+            return {k: resize(v) for k, v in value.items()}
+        return value
+
+    return Inputs(tuple(resize(v) for v in inputs.args), {k: resize(v) for k, v in inputs.kwargs.items()})

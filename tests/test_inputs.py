@@ -1,0 +1,364 @@
+"""Any model, any input: positional, keyword and nested inputs, input specs, factory options as
+Python literals, configurations of any kind, lazy modules, and the CPU fallback's real data.
+
+Every count is a closed form written beside it: a Linear(i, o) on n rows is n x i x o MACs, an
+embedding lookup costs nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import types
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import archprof
+from archprof.architectures.spec import parse_options, parse_spec
+from archprof.cli import run
+from archprof.tracing.inputs import InputSpec, parse_input
+
+
+class TwoInputs(nn.Module):
+    """image features and a token sequence, the second optional; plus a flag that is no tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.image = nn.Linear(16, 8, bias=False)
+        self.text = nn.Embedding(50, 8)
+        self.head = nn.Linear(8, 4, bias=False)
+
+    def forward(self, x, ids=None, *, scale: float = 1.0, pool: bool = True):
+        h = self.image(x)
+        if ids is not None:
+            h = h + self.text(ids).mean(1)
+        h = self.head(h) * scale
+        return h.mean(0) if pool else h
+
+
+# image Linear(16, 8) and head Linear(8, 4) on B rows: B x (16 x 8 + 8 x 4) = 160 B MACs.
+def two_inputs_macs(batch: int) -> int:
+    return batch * (16 * 8 + 8 * 4)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_positional_keyword_and_mixed_inputs_count_the_same_forward(device):
+    x, ids = torch.randn(3, 16), torch.randint(0, 50, (3, 5))
+    forms = [
+        dict(inputs=x),
+        dict(inputs=(x,)),
+        dict(inputs=(x, ids)),
+        dict(inputs={"x": x, "ids": ids}),
+        dict(args=(x,), kwargs={"ids": ids, "scale": 2.0, "pool": False}),
+        dict(inputs=(InputSpec((3, 16)), InputSpec((3, 5), torch.int64))),
+    ]
+    for form in forms:
+        p = archprof.profile(TwoInputs(), device=device, **form)
+        assert p.totals.macs == two_inputs_macs(3), form
+    p = archprof.profile(TwoInputs(), kwargs={"x": x, "ids": ids}, device=device)
+    assert [(i.path, i.shape, i.dtype) for i in p.inputs] == [
+        ('kwargs["x"]', (3, 16), "float32"), ('kwargs["ids"]', (3, 5), "int64")
+    ]
+
+
+class ListOfImages(nn.Module):
+    """A detector-style forward: a list of images of different sizes, and a dict of extras."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, bias=False)
+
+    def forward(self, images: list[torch.Tensor], extras: dict | None = None):
+        outs = [self.conv(image[None]) for image in images]
+        if extras is not None:
+            outs += [self.conv(t) for t in extras["more"]]
+        return outs
+
+
+def test_a_list_of_images_and_nested_dicts_are_inputs():
+    # conv 3x3, 3 -> 4 channels: (H - 2)(W - 2) x 4 x 27 MACs per image.
+    def conv(h, w):
+        return (h - 2) * (w - 2) * 4 * 27
+
+    images = [torch.randn(3, 10, 12), torch.randn(3, 8, 8)]
+    for device in ("meta", "cpu"):
+        p = archprof.profile(ListOfImages(), inputs=(images,), device=device)
+        assert p.totals.macs == conv(10, 12) + conv(8, 8)
+        p = archprof.profile(
+            ListOfImages(), args=([InputSpec((3, 6, 6))],), kwargs={"extras": {"more": [InputSpec((2, 3, 5, 5))]}}, device=device
+        )
+        assert p.totals.macs == conv(6, 6) + 2 * conv(5, 5)
+        assert [i.path for i in p.inputs] == ["args[0][0]", 'kwargs["extras"]["more"][0]']
+
+
+class TokenModel(nn.Module):
+    def __init__(self, vocab: int = 1000):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, 32)
+        self.out = nn.Linear(32, 10, bias=False)
+
+    def forward(self, input_ids, attention_mask):
+        seen = attention_mask.sum()  # data: 0 would skip the layer, as a padded batch could
+        return self.out(self.embed(input_ids)) if seen > 0 else None
+
+
+def test_integer_specs_are_valid_token_ids_and_masks_of_ones_on_a_real_device():
+    # On the CPU the ids must lie below the vocabulary (1000, read from the first embedding) or
+    # the lookup fails; the mask is all ones so the Linear(32, 10) runs: 2 x 7 x 32 x 10 MACs.
+    specs = {"input_ids": InputSpec((2, 7), torch.int64), "attention_mask": InputSpec((2, 7), torch.int64)}
+    with pytest.warns(archprof.ArchprofNotice):  # `seen > 0` is data: meta cannot decide it
+        p = archprof.profile(TokenModel(), kwargs=specs)
+    assert (p.device, p.totals.macs) == ("cpu", 2 * 7 * 32 * 10)
+    p = archprof.profile(TokenModel(vocab=5), kwargs={**specs, "input_ids": InputSpec((2, 7), torch.int64, 0, 5)}, device="cpu")
+    assert p.totals.macs == 2 * 7 * 32 * 10
+
+
+def test_input_errors_name_the_input():
+    with pytest.raises(archprof.ProfileError, match="takes no input 'token_ids' \\(it takes: input_ids, attention_mask\\)"):
+        archprof.profile(TokenModel(), kwargs={"token_ids": InputSpec((1, 4), torch.int64)})
+    with pytest.raises(archprof.ProfileError, match="missing a required argument: 'attention_mask'"):
+        archprof.profile(TokenModel(), kwargs={"input_ids": InputSpec((1, 4), torch.int64)})
+    with pytest.raises(archprof.ProfileError, match=r"not both"):
+        archprof.profile(TokenModel(), inputs=(), args=())
+    with pytest.raises(archprof.ProfileError, match=r"input kwargs\[\"x\"\]"):
+        archprof.profile(TwoInputs(), kwargs={"x": InputSpec((2**40, 2**40))}, device="cpu", max_memory=2**90)
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "spec"),
+    [
+        ("1x3x224x224", None, InputSpec((1, 3, 224, 224))),
+        ("1,3,32,32", None, InputSpec((1, 3, 32, 32))),
+        ("input_ids=1x128:int64", "input_ids", InputSpec((1, 128), torch.int64)),
+        ("ids=2x16:long:0..50257", "ids", InputSpec((2, 16), torch.int64, 0, 50257)),
+        ("mask=2x16:bool", "mask", InputSpec((2, 16), torch.bool)),
+        ("x=4x8:bf16", "x", InputSpec((4, 8), torch.bfloat16)),
+    ],
+)
+def test_input_specs_parse_as_the_readme_writes_them(text, name, spec):
+    assert parse_input(text) == (name, spec)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1x3xabc", "the shape must be integers"),
+        ("1x3:float33", "'float33' is neither a dtype"),
+        ("1x8:0..5", "a value range is for integer inputs"),
+        ("1x8:int64:5..5", "is empty"),
+        ("2nd=1x8", "is not an argument name"),
+        ("1x3x32x32,1x1x32x32", "the shape must be integers"),
+    ],
+)
+def test_bad_input_specs_are_one_line_errors(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_input(text)
+
+
+def test_factory_options_are_python_literals():
+    options = parse_options("weights=None,pretrained=True,size=(2,3),scales=[0.5,1.0],name=abc,t='a,b',n=-2,f=1e3,w=[x,y]")
+    assert options == {
+        "weights": None, "pretrained": True, "size": (2, 3), "scales": [0.5, 1.0], "name": "abc", "t": "a,b", "n": -2,
+        "f": 1000.0, "w": ["x", "y"],
+    }
+    assert parse_options("flag=true,other=FALSE,missing=none") == {"flag": True, "other": False, "missing": None}
+    spec = parse_spec("torchvision.models.detection:fasterrcnn_resnet50_fpn:weights=None,weights_backbone=None")
+    assert spec.factory and spec.options == {"weights": None, "weights_backbone": None}
+    spec = parse_spec("mobilenet_v2:width=0.5@1x3x160x160")
+    assert (spec.name, spec.options, spec.inputs) == ("mobilenet_v2", {"width": 0.5}, ("1x3x160x160",))
+
+
+@dataclasses.dataclass
+class GPTConfig:  # the nanoGPT pattern: a dataclass config on the model
+    n_layer: int = 2
+    dtype: torch.dtype = torch.float16
+    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
+
+
+class Configured(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class RaisingConfig:
+    @property
+    def broken(self):
+        raise RuntimeError("no")
+
+    def to_dict(self):
+        raise RuntimeError("no")
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (GPTConfig(), {"n_layer": 2, "dtype": "float16", "device": "cpu"}),
+        (types.SimpleNamespace(a=1, b=torch.float32, _private=2), {"a": 1, "b": "float32"}),
+        ({"d": torch.bfloat16, "x": [1, (2, 3)], "inf": float("inf")}, {"d": "bfloat16", "x": [1, [2, 3]], "inf": "inf"}),
+        (RaisingConfig(), {}),
+        (42, {"value": 42}),
+    ],
+)
+def test_any_model_config_serializes_and_never_fails_a_profile(config, expected):
+    p = archprof.profile(Configured(config), (1, 2))
+    assert p.config == expected
+    json.dumps(p.config)
+
+
+def test_lazy_modules_are_materialized_and_counted_like_their_eager_counterparts():
+    lazy = nn.Sequential(nn.LazyConv2d(8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10))
+    eager = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
+    p, q = archprof.profile(lazy, (2, 3, 8, 8)), archprof.profile(eager, (2, 3, 8, 8))
+    # conv: 2 x 36 positions x 8 x 27; linear: 2 x 288 x 10.
+    assert p.totals.macs == q.totals.macs == 2 * 36 * 8 * 27 + 2 * 288 * 10
+    assert p.totals.params == q.totals.params == 8 * 27 + 8 + 288 * 10 + 10
+    assert type(lazy[0]) is nn.LazyConv2d and isinstance(lazy[0].weight, nn.parameter.UninitializedParameter)
+
+
+class Cache(nn.Module):
+    """Writes into itself during forward, as torchvision's anchor generators cache anchors."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.cache: dict = {}
+        self.seen: list = []
+
+    def forward(self, x):
+        self.cache[tuple(x.shape)] = torch.zeros(3, device=x.device)
+        self.seen.append(x.shape[0])
+        self.last = x
+        self.fc.training = True
+        return self.fc(x)
+
+
+def test_whatever_a_forward_writes_into_the_model_is_restored():
+    model = Cache().train()
+    model.fc.eval()
+    archprof.profile(model, (2, 4))
+    assert (model.cache, model.seen, hasattr(model, "last")) == ({}, [], False)
+    assert (model.training, model.fc.training) == (True, False)
+
+
+def test_a_real_shape_error_is_reported_from_meta_naming_the_layer_with_no_fallback():
+    model = nn.Sequential(nn.Linear(10, 5), nn.Sequential(nn.Linear(6, 2)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", archprof.ArchprofNotice)  # a fallback would warn
+        with pytest.raises(archprof.ProfileError, match=r"forward failed at input \[1, 3, 65536, 65536, 10\] in 1\.0 \(Linear\)"):
+            archprof.profile(model, (1, 3, 65536, 65536, 10))
+
+
+def test_a_real_forward_above_the_memory_limit_is_refused_before_it_allocates():
+    class Branchy(nn.Module):
+        def forward(self, x):
+            return x if x.sum() > 0 else -x
+
+    # 4 x 8192 x 8192 float32 = 1 GiB of input
+    with pytest.raises(archprof.ProfileError, match=r"needs at least 1\.00 GiB .* above the limit of 512\.0 MiB"):
+        archprof.profile(Branchy(), (4, 8192, 8192), max_memory=512 * 2**20)
+
+
+def test_a_model_built_on_meta_falls_back_with_initialized_weights_not_zeros():
+    class GatedByWeights(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(8, 8, bias=False)
+            self.b = nn.Linear(8, 8, bias=False)
+
+        def forward(self, x):
+            h = self.a(x)
+            return self.b(h) if bool(h.abs().sum() > 0) else h  # zero weights would skip b
+
+    with torch.device("meta"):
+        model = GatedByWeights()
+    with pytest.warns(archprof.ArchprofNotice):
+        p = archprof.profile(model, (2, 8))
+    assert p.totals.macs == 2 * 2 * 8 * 8
+    assert model.a.weight.device.type == "meta"
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+def cli(capsys, *args):
+    code = run(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def total_macs(csv_text: str, every: bool = False):
+    """The macs column of the CSV's total rows."""
+    rows = list(csv.DictReader(io.StringIO(csv_text)))
+    totals = [int(r["macs"]) for r in rows if r["grouping"] == "total"]
+    return totals if every else totals[0]
+
+
+def test_cli_inputs_positional_named_and_integer(capsys, tmp_path):
+    factory = tmp_path / "models.py"
+    factory.write_text(
+        "import torch\nfrom torch import nn\n"
+        "class TokenModel(nn.Module):\n"
+        "    def __init__(self, vocab=1000):\n"
+        "        super().__init__()\n"
+        "        self.embed = nn.Embedding(vocab, 32)\n"
+        "        self.out = nn.Linear(32, 10, bias=False)\n"
+        "    def forward(self, input_ids, attention_mask=None):\n"
+        "        h = self.embed(input_ids)\n"
+        "        return self.out(h if attention_mask is None else h * attention_mask[..., None])\n"
+        "def build(vocab=1000):\n"
+        "    return TokenModel(vocab)\n"
+    )
+    target = f"{factory}:build"
+    code, out, err = cli(capsys, "profile", target, "--input", "2x7:int64", "--format", "json")
+    assert (code, err) == (0, "")
+    model = json.loads(out)["models"][0]
+    assert model["totals"]["macs"] == 2 * 7 * 32 * 10
+    assert model["inputs"] == [{"path": "args[0]", "shape": [2, 7], "dtype": "int64"}]
+    code, out, err = cli(
+        capsys, "profile", target, "--input", "input_ids=1x9:int64:0..1000", "--input", "attention_mask=1x9:int64",
+        "--device", "cpu", "--format", "csv",
+    )
+    assert code == 0 and total_macs(out) == 9 * 32 * 10
+    for bad, message in [
+        (["--input", "1x9:int65"], "'int65' is neither a dtype"),
+        (["--input", "ids=1x9:int64"], "the model's forward takes no input 'ids' (it takes: input_ids, attention_mask)"),
+        (["--input", "1x9"], "forward failed at input [1, 9] in embed (Embedding): RuntimeError"),
+        (["--input", "1x9:int64", "--input-shape", "1x9"], "give --input or --input-shape, not both"),
+        (["--input", "a=1x9:int64", "--input", "a=1x9:int64"], "input 'a' is given twice"),
+    ]:
+        path = tmp_path / "out.json"
+        code, out, err = cli(capsys, "profile", target, *bad, "-o", str(path))
+        assert (code, out, path.exists()) == (2, "", False), bad
+        assert err.count("\n") == 1 and message in err, err
+
+
+def test_cli_options_for_user_factories(capsys):
+    # --resolution is a user model's input size (conv 3x3 at 32x32: 30 x 30 x 8 x 27 MACs).
+    conv = "torch.nn:Conv2d:in_channels=3,out_channels=8,kernel_size=(3,3),bias=False"
+    code, out, err = cli(capsys, "profile", conv, "--resolution", "32", "--format", "csv", "--raw")
+    assert code == 0 and total_macs(out) == 30 * 30 * 8 * 27
+    code, out, err = cli(capsys, "profile", conv, "--width", "2")
+    assert code == 2 and "takes no option 'width'" in err
+    code, out, err = cli(capsys, "profile", conv, "--format", "csv")  # no input chosen: a notice says which
+    assert code == 0 and "no input given; profiled at 1x3x224x224" in err and total_macs(out) == 222 * 222 * 8 * 27
+
+
+def test_compare_takes_an_input_per_model_and_for_all(capsys):
+    code, out, err = cli(capsys, "compare", "mobilenet_v2@1x3x160x160", "mobilenet_v2", "--format", "json")
+    assert code == 0
+    small, full = json.loads(out)["models"]
+    assert (small["input_shape"], full["input_shape"]) == ([1, 3, 160, 160], [1, 3, 224, 224])
+    assert full["totals"]["macs"] == 300_774_272  # torchvision's mobilenet_v2 "0.30 GFLOPS" at 224
+    lin = "torch.nn:Linear:in_features=8,out_features=4,bias=False"
+    code, out, err = cli(capsys, "compare", lin, lin.replace("out_features=4", "out_features=2"), "--input-shape", "5x8", "--format", "csv")
+    assert code == 0 and total_macs(out, every=True) == [5 * 8 * 4, 5 * 8 * 2]
