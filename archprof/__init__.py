@@ -12,11 +12,14 @@ from archprof.analysis import (
 )
 from archprof.architectures import build_model, list_models, register_model
 from archprof.tracing import Cost, register_cost_rule
+from archprof.tracing.inputs import Inputs, InputSpec
 
 __all__ = [
     "GROUPINGS",
     "ArchprofNotice",
     "Cost",
+    "InputSpec",
+    "Inputs",
     "Profile",
     "ProfileError",
     "Row",
