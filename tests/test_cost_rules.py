@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
@@ -212,3 +213,190 @@ def test_transformer_layers_are_costed_on_cpu_as_on_meta():
     # in_proj 10*16*48 + q k^T and p v 2*10*10*16 + out_proj 10*16*16 + the MLP 10*16*32*2
     assert cpu.totals.macs == 10 * 16 * 48 + 2 * 10 * 10 * 16 + 10 * 16 * 16 + 2 * 10 * 16 * 32
     assert torch.backends.mha.get_fastpath_enabled()  # restored after the trace
+
+
+class InPlaceViews(nn.Module):
+    def forward(self, x):
+        y = x * 2
+        y.transpose_(0, 1)
+        y.unsqueeze_(0)
+        y.squeeze_(0)
+        y.t_()
+        return y.as_strided_((y.numel(),), (1,))
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_in_place_views_are_free_and_write_nothing(device):
+    # transpose_, unsqueeze_, squeeze_, t_, as_strided_ rewrite a tensor's metadata only: the one
+    # write is the multiply's 3 x 5 output (torchvision's Swin ends in an as_strided_).
+    p = archprof.profile(InPlaceViews(), inputs=(torch.randn(3, 5),), device=device, strict=True)
+    assert (p.totals.flops, p.totals.activations) == (15, 15)
+
+
+class Copies(nn.Module):
+    def forward(self, x):
+        return F.pad(x, (1, 2, 1, 2), mode="reflect"), F.pad(x, (1, 1, 1, 1), mode="replicate"), F.channel_shuffle(x, 2)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_padding_and_shuffles_are_free_copies_that_write_their_output(device):
+    # (1, 4, 5, 5): reflect-padded 8 x 8, replicate-padded 7 x 7, the shuffle 5 x 5, 4 channels each
+    p = archprof.profile(Copies(), inputs=(torch.randn(1, 4, 5, 5),), device=device, strict=True)
+    assert (p.totals.flops, p.totals.activations) == (0, 4 * (64 + 49 + 25))
+
+
+ONE_PER_ELEMENT = {
+    "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "asin": torch.asin, "acos": torch.acos,
+    "atan": torch.atan, "sinh": torch.sinh, "cosh": torch.cosh, "asinh": torch.asinh, "atanh": torch.atanh,
+    "atan2": lambda x: torch.atan2(x, x), "log2": torch.log2, "log10": torch.log10, "log1p": torch.log1p,
+    "expm1": torch.expm1, "exp2": torch.exp2, "sgn": torch.sgn,
+    "remainder": lambda x: torch.remainder(x, 0.3), "fmod": lambda x: torch.fmod(x, 0.3),
+    "floor_divide": lambda x: torch.floor_divide(x, 0.3),
+}
+INTEGER_ONE_PER_ELEMENT = {
+    "bitwise_and": lambda i: i & 6, "bitwise_or": lambda i: i | 6, "bitwise_xor": lambda i: i ^ 6,
+    "bitwise_not": lambda i: ~i, "left_shift": lambda i: i << 2, "right_shift": lambda i: i >> 1,
+    "remainder": lambda i: i % 4, "floor_divide": lambda i: i // 4,
+}
+
+
+class Apply(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+@pytest.mark.parametrize("name", sorted(ONE_PER_ELEMENT))
+def test_trigonometric_and_special_functions_cost_one_per_element(name):
+    x = torch.rand(3, 7) * 0.9
+    for device in ("meta", "cpu"):
+        assert archprof.profile(Apply(ONE_PER_ELEMENT[name]), inputs=(x,), device=device, strict=True).totals.flops == 21
+
+
+@pytest.mark.parametrize("name", sorted(INTEGER_ONE_PER_ELEMENT))
+def test_bitwise_and_integer_ops_cost_one_per_element(name):
+    i = torch.arange(12).reshape(3, 4)
+    for device in ("meta", "cpu"):
+        assert archprof.profile(Apply(INTEGER_ONE_PER_ELEMENT[name]), inputs=(i,), device=device, strict=True).totals.flops == 12
+
+
+@FAST
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=3), data=st.data())
+def test_logsumexp_costs_four_per_input_element(shape, data):
+    # per output over n inputs: max (n - 1), subtract (n), exp (n), sum (n - 1), log and the max
+    # added back (2): 4n, whichever dimensions are reduced.
+    dims = data.draw(st.lists(st.integers(0, len(shape) - 1), min_size=1, unique=True))
+    p = archprof.profile(Apply(lambda x: torch.logsumexp(x, dims)), inputs=(torch.empty(shape, device="meta"),))
+    assert p.totals.flops == 4 * math.prod(shape)
+
+
+class Bag(nn.Module):
+    def __init__(self, **options):
+        super().__init__()
+        self.bag = nn.EmbeddingBag(10, 3, **options)
+
+    def forward(self, indices, offsets):
+        return self.bag(indices, offsets)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_embedding_bag_counts_its_reduction_from_shapes_alone(device):
+    # include_last_offset: offsets (0, 2, 5) close 2 bags over 5 indices, 3 features: (5 - 2) x 3
+    # adds. The padding index (0) and its entries are counted like any other: meta cannot see them.
+    indices, offsets = torch.tensor([0, 1, 2, 0, 4]), torch.tensor([0, 2, 5])
+    for mode, flops in (("sum", 9), ("mean", 9 + 2 * 3), ("max", 9)):
+        model = Bag(mode=mode, include_last_offset=True, padding_idx=0)
+        p = archprof.profile(model, inputs=(indices, offsets), device=device, strict=True)
+        assert (p.totals.flops, p.totals.activations) == (flops, 2 * 3), mode
+
+
+RECURRENT = {"LSTM": (nn.LSTM, 4, 22), "GRU": (nn.GRU, 3, 16), "RNN": (nn.RNN, 1, 2)}
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(RECURRENT)), layers=st.integers(1, 3), bidirectional=st.booleans(), bias=st.booleans(),
+    batch_first=st.booleans(), proj=st.integers(0, 3), seq=st.integers(1, 4), batch=st.integers(1, 3),
+    fin=st.integers(1, 6), hidden=st.integers(4, 6),
+)
+def test_recurrent_layers_count_every_weight_once_per_row_on_every_device(
+    kind, layers, bidirectional, bias, batch_first, proj, seq, batch, fin, hidden
+):
+    # Each of the seq x batch rows meets each weight matrix once (input-hidden, hidden-hidden, an
+    # LSTM's projection), each bias element once (2 x gates x hidden per layer and direction), and
+    # runs each layer's and direction's cell on every hidden unit: LSTM 22, GRU 16, RNN 2 FLOPs.
+    cls, gates, cell = RECURRENT[kind]
+    proj = proj if kind == "LSTM" and proj < hidden else 0
+    options = dict(bidirectional=bidirectional, bias=bias, batch_first=batch_first)
+    rnn = cls(fin, hidden, layers, proj_size=proj, **options) if proj else cls(fin, hidden, layers, **options)
+    dirs, out = 2 if bidirectional else 1, proj or hidden
+    rows = seq * batch
+    per_row = 0
+    for layer in range(layers):
+        in_size = fin if layer == 0 else dirs * out
+        per_row += dirs * (gates * hidden * (in_size + out) + (out * hidden if proj else 0))
+    macs = rows * per_row
+    flops = 2 * macs + (rows * layers * dirs * 2 * gates * hidden if bias else 0) + rows * layers * dirs * hidden * cell
+    x = torch.randn((batch, seq, fin) if batch_first else (seq, batch, fin))
+    meta = archprof.profile(rnn, inputs=(x,), device="meta", strict=True)
+    cpu = archprof.profile(rnn, inputs=(x,), device="cpu", strict=True)
+    assert (meta.totals.macs, meta.totals.flops) == (cpu.totals.macs, cpu.totals.flops) == (macs, flops)
+    # Costed whole, as one op per call, whose outputs (the sequence and the final states) are
+    # activations on every device, as are the zero initial states the module creates.
+    states = layers * dirs * batch * (out + (hidden if kind == "LSTM" else 0))
+    assert meta.totals.activations == cpu.totals.activations == rows * dirs * out + 2 * states
+    assert [op.op for op in cpu.ops if op.category == "recurrent"] == [f"aten.{'rnn_tanh' if kind == 'RNN' else kind.lower()}"]
+
+
+class OneHot(nn.Module):
+    def forward(self, labels):
+        return F.one_hot(labels, 6)
+
+
+def test_one_hot_is_data_movement_on_every_device():
+    # meta compares each label with each class (eq against arange), CPU scatters into zeros; as
+    # one op both write the 4 x 6 output and compute nothing.
+    labels = torch.tensor([0, 5, 2, 2])
+    for device in ("meta", "cpu"):
+        p = archprof.profile(OneHot(), inputs=(labels,), device=device, strict=True)
+        assert (p.totals.flops, p.totals.activations, [op.op for op in p.ops]) == (0, 24, ["aten.one_hot"])
+
+
+def _torchvision():
+    try:
+        import torchvision
+    except Exception:  # absent, or built for another torch
+        pytest.skip("torchvision is not importable (the CI build of torch has none)")
+    return torchvision
+
+
+class RoIAlign(nn.Module):
+    def __init__(self, sampling_ratio):
+        super().__init__()
+        self.sampling_ratio = sampling_ratio
+
+    def forward(self, features, boxes):
+        from torchvision.ops import roi_align
+
+        return roi_align(features, boxes, output_size=2, spatial_scale=0.5, sampling_ratio=self.sampling_ratio)
+
+
+def test_roi_align_counts_its_bilinear_samples_and_bin_averages():
+    # Per sampling point 12 (coordinates and corner weights, shared by the channels, as
+    # grid_sample), per point and channel 7 (the bilinear sample) + 1 (the bin's average).
+    _torchvision()
+    features = torch.randn(1, 3, 16, 16)
+    boxes = torch.tensor([[0, 0.0, 0.0, 16.0, 16.0], [0, 4.0, 8.0, 20.0, 14.0]])  # at scale 0.5: 8 x 8, 8 x 3
+    # sampling_ratio 2: 2 x 2 points per bin, 4 bins, 2 boxes
+    points = 2 * 4 * 4
+    for device in ("meta", "cpu"):
+        p = archprof.profile(RoIAlign(2), inputs=(features, boxes), device=device, strict=True)
+        assert p.totals.flops == 12 * points + 8 * 3 * points
+    # adaptive (-1): ceil(8 / 2) x ceil(8 / 2) = 16 points per bin in the first box, ceil(3 / 2) x
+    # ceil(8 / 2) = 8 in the second; the boxes decide, so meta cannot count it and says so.
+    points = (16 + 8) * 4
+    assert archprof.profile(RoIAlign(-1), inputs=(features, boxes), device="cpu", strict=True).totals.flops == 12 * points + 8 * 3 * points
+    assert archprof.profile(RoIAlign(-1), inputs=(features, boxes), device="meta").uncounted == {"torchvision.roi_align": 1}

@@ -15,6 +15,7 @@ Conventions (the README's table states them for users):
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -43,6 +44,10 @@ class CostRule:
     # Ops that also return saved statistics, pool indices or log-sum-exp for backward: only the
     # first output is an activation, so the meta and CPU paths (which differ there) agree.
     first_output_only: bool = False
+    # A composite op that devices take apart into different kernels (an LSTM is one mkldnn kernel on
+    # CPU and matmuls and gates on meta): costed whole, at its call, so that every device counts it
+    # once and the same. Its rule gets the call's own arguments, as the op's schema names them.
+    whole: bool = False
 
 
 COST_RULES: dict[torch._ops.OpOverloadPacket, CostRule] = {}
@@ -53,6 +58,7 @@ def register_cost_rule(
     category: str | Callable[[tuple, dict], str],
     *,
     first_output_only: bool = False,
+    whole: bool = False,
 ) -> Callable[[CostFunction], CostFunction]:
     """Register ``fn(args, kwargs, out) -> Cost | None`` as the cost of ``ops``.
 
@@ -61,6 +67,9 @@ def register_cost_rule(
         @archprof.register_cost_rule(torch.ops.mylib.fused_gelu, category="activation")
         def fused_gelu_cost(args, kwargs, out):
             return archprof.Cost(flops=5 * out.numel())
+
+    ``whole=True`` costs a composite op (one with no kernel of its own, which the dispatcher takes
+    apart before any dispatch mode sees it) at its call, as one op, instead of its parts.
     """
     packets = [ops] if isinstance(ops, torch._ops.OpOverloadPacket) else list(ops)
 
@@ -70,7 +79,7 @@ def register_cost_rule(
                 raise TypeError(f"register_cost_rule expects torch.ops.<namespace>.<op> packets, got {packet!r}")
             if packet in COST_RULES:
                 raise ValueError(f"{packet} already has a cost rule")
-            COST_RULES[packet] = CostRule(fn, category, first_output_only)
+            COST_RULES[packet] = CostRule(fn, category, first_output_only, whole)
         return fn
 
     return register
@@ -98,6 +107,20 @@ def numel(value: Any) -> int:
 def _packets_of(*names: str) -> list[torch._ops.OpOverloadPacket]:
     # Some operators exist only in some torch builds; a rule covers those that exist.
     return [getattr(aten, n) for n in names if hasattr(aten, n)]
+
+
+def bind(overload: torch._ops.OpOverload, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """A call's arguments by their schema names, defaults filled in (reading ``args[8]`` by
+    position breaks silently when a schema changes)."""
+    named: dict[str, Any] = {}
+    for i, arg in enumerate(overload._schema.arguments):
+        if i < len(args) and not arg.kwarg_only:
+            named[arg.name] = args[i]
+        elif arg.name in kwargs:
+            named[arg.name] = kwargs[arg.name]
+        elif arg.has_default_value():
+            named[arg.name] = arg.default_value
+    return named
 
 
 def first_tensor(value: Any) -> torch.Tensor:
@@ -238,7 +261,8 @@ def group_layer_norm_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
 
 per_element(1, "activation", _packets_of("relu", "relu_", "threshold", "clamp_min", "clamp_min_", "clamp_max", "clamp_max_"))
 per_element(2, "activation", _packets_of("hardtanh", "hardtanh_", "clamp", "clamp_", "leaky_relu", "leaky_relu_"))  # two comparisons; compare + scale
-per_element(4, "activation", _packets_of("sigmoid", "sigmoid_", "hardsigmoid", "hardsigmoid_"))  # neg, exp, add, div; add, 2 clamps, div
+SIGMOID_FLOPS = 4  # neg, exp, add, div; hardsigmoid: add, 2 clamps, div
+per_element(SIGMOID_FLOPS, "activation", _packets_of("sigmoid", "sigmoid_", "hardsigmoid", "hardsigmoid_"))
 per_element(5, "activation", _packets_of("silu", "silu_", "hardswish", "hardswish_", "gelu", "gelu_", "elu", "elu_", "mish"))
 per_element(3, "activation", _packets_of("softplus", "prelu", "_prelu_kernel"))
 # log(sigmoid(x)): its second output is a buffer kept for backward, not an activation.
@@ -255,6 +279,27 @@ per_element(
         "floor", "ceil", "round", "trunc", "frac", "square", "logical_not", "logical_and", "logical_or",
     ),
 )
+# Trigonometric, hyperbolic and the other special functions (log2, expm1, ...): 1 each, as exp and log.
+per_element(
+    1,
+    "elementwise",
+    _packets_of(
+        "sin", "sin_", "cos", "cos_", "tan", "tan_", "asin", "asin_", "acos", "acos_", "atan", "atan_", "atan2",
+        "atan2_", "sinh", "sinh_", "cosh", "cosh_", "asinh", "asinh_", "acosh", "acosh_", "atanh", "atanh_",
+        "log2", "log2_", "log10", "log10_", "log1p", "log1p_", "expm1", "expm1_", "exp2", "exp2_", "sgn", "sgn_",
+    ),
+)
+# Integer and bitwise arithmetic (masks, hashing, position bucketing): one operation per element.
+per_element(
+    1,
+    "elementwise",
+    _packets_of(
+        "bitwise_and", "bitwise_and_", "bitwise_or", "bitwise_or_", "bitwise_xor", "bitwise_xor_", "bitwise_not",
+        "bitwise_not_", "bitwise_left_shift", "bitwise_left_shift_", "bitwise_right_shift", "bitwise_right_shift_",
+        "__lshift__", "__rshift__", "__ilshift__", "__irshift__", "remainder", "remainder_", "fmod", "fmod_",
+        "floor_divide", "floor_divide_", "logical_xor", "logical_xor_",
+    ),
+)
 per_element(2, "elementwise", _packets_of("addcmul", "addcmul_", "addcdiv", "addcdiv_", "lerp", "lerp_"))
 per_element(SOFTMAX_FLOPS, "softmax", _packets_of("_softmax", "_safe_softmax", "_log_softmax"))
 
@@ -262,10 +307,18 @@ per_element(SOFTMAX_FLOPS, "softmax", _packets_of("_softmax", "_safe_softmax", "
 # --- reductions --------------------------------------------------------------------------------
 
 
-@register_cost_rule(_packets_of("sum", "amax", "amin", "max", "min", "prod", "logsumexp", "argmax", "argmin"), category="reduction")
+@register_cost_rule(_packets_of("sum", "amax", "amin", "max", "min", "prod", "argmax", "argmin"), category="reduction")
 def reduce_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
     # n - 1 operations per output of a reduction over n inputs.
     return Cost(0, max(args[0].numel() - numel(first_tensor(out)), 0))
+
+
+@register_cost_rule(aten.logsumexp, category="reduction")
+def logsumexp_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost:
+    # log(sum(exp(x - max))) + max, as torch computes it: per output over n inputs, the max (n - 1
+    # comparisons), the subtraction (n), exp (n), the sum (n - 1 adds), the log and the max added
+    # back (2): 4n, 4 per input element.
+    return Cost(0, 4 * args[0].numel())
 
 
 @register_cost_rule(aten.mean, category="reduction")
@@ -284,6 +337,45 @@ def moment_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
 def norm_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
     # square and accumulate per input element (the root per output is negligible and not counted).
     return Cost(0, 2 * args[0].numel())
+
+
+# --- recurrent layers --------------------------------------------------------------------------
+
+# Per step and hidden unit, the element-wise work of a cell after its two products, as PyTorch's
+# reference cells (aten/src/ATen/native/RNN.cpp) do it, each op at its own rule's price.
+LSTM_CELL_FLOPS = 4 + 3 * SIGMOID_FLOPS + 2 + 3 + 1  # sum the 4 gates, 3 sigmoids, 2 tanh, 3 multiplies, 1 add
+GRU_CELL_FLOPS = 4 + 2 * SIGMOID_FLOPS + 1 + 2 + 1  # 4 adds, 2 sigmoids, 1 tanh, 2 multiplies, 1 subtraction
+RNN_CELL_FLOPS = 2  # sum the two products, then tanh or ReLU
+
+
+def _register_recurrent(name: str, gates: int, cell_flops: int) -> None:
+    packet = getattr(aten, name)
+
+    def cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+        """Every layer and direction runs its cell once per step of every sequence (its rows).
+
+        Each row multiplies every weight matrix once (input-hidden, hidden-hidden and an LSTM's
+        projection) and adds each bias element once; the cell then works per hidden unit.
+        """
+        # A packed sequence calls the ``data`` overload: (data, batch_sizes, hx, params, ...).
+        packed = len(args) > 3 and isinstance(args[3], (list, tuple))
+        named = bind(packet.data if packed else packet.input, args, kwargs)
+        x, weights = named["data" if packed else "input"], named["params"]
+        rows = x.numel() // x.shape[-1]  # steps x sequences, padded or packed
+        hidden = weights[0].shape[0] // gates  # the first layer's input-hidden matrix: gates x hidden rows
+        cells = named["num_layers"] * (2 if named["bidirectional"] else 1)
+        macs = rows * sum(w.numel() for w in weights if w.dim() == 2)
+        biases = rows * sum(b.numel() for b in weights if b.dim() == 1)
+        return Cost(macs, 2 * macs + biases + rows * cells * hidden * cell_flops)
+
+    # On CPU an LSTM is one mkldnn kernel per layer, on meta matmuls and gates: costed at the call.
+    register_cost_rule(packet, "recurrent", whole=True)(cost)
+
+
+_register_recurrent("lstm", 4, LSTM_CELL_FLOPS)
+_register_recurrent("gru", 3, GRU_CELL_FLOPS)
+_register_recurrent("rnn_tanh", 1, RNN_CELL_FLOPS)
+_register_recurrent("rnn_relu", 1, RNN_CELL_FLOPS)
 
 
 # --- pooling -----------------------------------------------------------------------------------
@@ -372,6 +464,33 @@ def grid_sample_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost | Non
     return None  # bicubic: no rule; reported as uncounted
 
 
+# --- embeddings --------------------------------------------------------------------------------
+
+
+@register_cost_rule(_packets_of("_embedding_bag", "_embedding_bag_forward_only"), category="embedding", first_output_only=True)
+def embedding_bag_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    """Gather n rows of d features (no arithmetic), then reduce them into b bags.
+
+    From shapes alone, so that the meta device, which cannot see the offsets or ``padding_idx``
+    entries, counts what CPU counts: every bag is taken to hold at least one index.
+    """
+    # CPU training runs _embedding_bag, meta and inference _embedding_bag_forward_only: one schema.
+    named = bind(aten._embedding_bag.default, args, kwargs)
+    n = named["indices"].numel()
+    bags, d = first_tensor(out).shape
+    merges = max(n - bags, 0) * d  # n - 1 per bag: adds (sum, mean) or comparisons (max)
+    mean = bags * d if named["mode"] == 1 else 0  # one division per bag and feature
+    weighted = n * d if named["per_sample_weights"] is not None else 0  # one multiply per gathered element
+    return Cost(0, merges + mean + weighted)
+
+
+@register_cost_rule(aten.one_hot, category="data movement", whole=True)
+def one_hot_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    # Writing a one at each index is data movement. Costed at the call: on meta torch compares
+    # every index with every class (eq against arange), on CPU it scatters into zeros.
+    return Cost(0, 0)
+
+
 # --- data movement: no arithmetic --------------------------------------------------------------
 
 DATA_MOVEMENT = _packets_of(
@@ -384,5 +503,58 @@ DATA_MOVEMENT = _packets_of(
     "scalar_tensor", "unfold", "roll", "flip", "native_dropout", "randn", "rand", "randint", "normal_",
     "uniform_", "bernoulli_", "_local_scalar_dense", "tril", "triu", "diagonal", "view_as_real", "view_as_complex",
     "embedding", "pixel_shuffle", "pixel_unshuffle", "im2col", "col2im",
+    # in-place views (recurrent layers, Swin's pooling), splits, padding, shuffles, lazy conjugation
+    "as_strided_", "transpose_", "t_", "squeeze_", "unsqueeze_", "swapdims_", "swapaxes_", "detach_",
+    "unsafe_split", "unsafe_split_with_sizes", "unsafe_chunk", "reflection_pad1d", "reflection_pad2d",
+    "reflection_pad3d", "replication_pad1d", "replication_pad2d", "replication_pad3d", "_pad_circular", "pad",
+    "channel_shuffle", "native_channel_shuffle", "_conj", "conj", "resolve_conj", "resolve_neg", "_neg_view",
+    "_pack_padded_sequence", "_pad_packed_sequence",
 )
 per_element(0, "data movement", DATA_MOVEMENT)
+
+
+# --- torchvision's operators -------------------------------------------------------------------
+
+
+def roi_align_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost | None:
+    """Bilinear samples averaged per bin, as torchvision's kernel (csrc/ops/cpu/roi_align_kernel.cpp).
+
+    Each box's bins hold a grid of sampling points: ``sampling_ratio`` squared, or when it is not
+    positive ceil(box height / pooled height) x ceil(box width / pooled width), which depends on the
+    boxes: the meta device cannot see them, and reports the op as uncounted.
+    """
+    named = bind(torch.ops.torchvision.roi_align.default, args, kwargs)
+    x, rois, ratio = named["input"], named["rois"], named["sampling_ratio"]
+    ph, pw = named["pooled_height"], named["pooled_width"]
+    if ratio > 0:
+        grid = rois.shape[0] * ratio * ratio
+    elif rois.device.type == "meta":
+        return None
+    else:
+        offset = 0.5 if named["aligned"] else 0.0
+        box = rois[:, 1:5] * named["spatial_scale"] - offset
+        width, height = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
+        if not named["aligned"]:  # a box is at least one pixel
+            width, height = width.clamp(min=1.0), height.clamp(min=1.0)
+        rows, cols = torch.ceil(height / ph).clamp(min=0), torch.ceil(width / pw).clamp(min=0)
+        grid = int((rows * cols).sum().item())
+    points = grid * ph * pw
+    # Per point its coordinates and corner weights, shared by the channels (as grid_sample); per
+    # channel 7 for the bilinear sample and 1 towards the bin's average (its adds and division).
+    return Cost(0, GRID_POINT_FLOPS * points + (7 + 1) * x.shape[1] * points)
+
+
+def register_library_rules() -> None:
+    """Register the rules for an optional library's operators once that library is imported.
+
+    A model that runs torchvision's operators has imported torchvision; importing it here would
+    double archprof's start-up for everyone else, so the tracer calls this before each trace.
+    """
+    if "torchvision" not in sys.modules:
+        return
+    try:
+        roi_align = torch.ops.torchvision.roi_align
+    except (AttributeError, RuntimeError):  # a torchvision built for another torch has no operators
+        return
+    if roi_align not in COST_RULES:
+        register_cost_rule(roi_align, category="pooling")(roi_align_cost)

@@ -11,14 +11,16 @@ from __future__ import annotations
 import gc
 import sys
 from dataclasses import dataclass, field
+from types import BuiltinFunctionType
 from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from archprof.tracing.meta_shapes import fast_meta_output
-from archprof.tracing.rules import COST_RULES, CostRule
+from archprof.tracing.rules import COST_RULES, CostRule, register_library_rules
 
 # Metadata queries, not computations (as FlopCounterMode skips them).
 _QUERIES = {
@@ -110,7 +112,7 @@ class _Recorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in _QUERIES:
+        if func in _QUERIES or self.tracer.inside_whole:
             return func(*args, **kwargs)
         rule = self.tracer.rules.get(func._overloadpacket)
         if rule is None:
@@ -127,6 +129,34 @@ class _Recorder(TorchDispatchMode):
         return out
 
 
+class _WholeOps(TorchFunctionMode):
+    """Records a composite op whose rule is ``whole`` as one op, at its call, instead of its parts.
+
+    The dispatcher takes a composite op apart before any dispatch mode sees it, and each device may
+    take it apart differently (an LSTM is one mkldnn kernel per layer on CPU, matmuls and gates on
+    meta); seen here, as torch's function of the same name, it is one op on every device.
+    """
+
+    def __init__(self, tracer: Tracer) -> None:
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        packet = self.tracer.whole.get(func.__name__) if type(func) is BuiltinFunctionType else None
+        if packet is None:
+            return func(*args, **kwargs)
+        self.tracer.inside_whole += 1
+        try:
+            out = func(*args, **kwargs)
+        finally:
+            self.tracer.inside_whole -= 1
+        overload = getattr(packet, "default" if "default" in packet.overloads() else packet.overloads()[0])
+        inputs = tensors_in(args) + (tensors_in(kwargs) if kwargs else [])
+        self.tracer.record(overload, self.tracer.rules[packet], args, kwargs, out, inputs)
+        return out
+
+
 class Tracer:
     """Runs ``model(*inputs)`` and returns its :class:`Trace`."""
 
@@ -140,7 +170,16 @@ class Tracer:
         self.model = model
         self.paths = module_paths
         self.watched = watched
+        if rules is None:
+            register_library_rules()
         self.rules = COST_RULES if rules is None else rules
+        # Composite aten ops costed whole, by the name of the torch function that calls them.
+        self.whole = {
+            p._qualified_op_name[len("aten::") :]: p
+            for p, rule in self.rules.items()
+            if rule.whole and p._qualified_op_name.startswith("aten::")
+        }
+        self.inside_whole = 0  # >0 while a whole op runs: its parts are not recorded
         self.stack: list[str] = []
         self.trace = Trace()
         self._known: set[int] = set()
@@ -170,7 +209,7 @@ class Tracer:
         fastpath = torch.backends.mha.get_fastpath_enabled()
         torch.backends.mha.set_fastpath_enabled(False)
         try:
-            with torch.no_grad(), _Recorder(self):
+            with torch.no_grad(), _Recorder(self), _WholeOps(self):
                 if state is None:
                     out = self.model(*args, **kwargs)
                 else:  # functional_call swaps in the state for the call without touching the user's module
@@ -215,6 +254,7 @@ class Tracer:
         if view is None:
             returns = func._schema.returns
             view = bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write for r in returns)
+            view = view or torch.Tag.inplace_view in func.tags  # as_strided_, transpose_: metadata only
             self._view_ops[func] = view
         return view
 
