@@ -400,3 +400,31 @@ def test_roi_align_counts_its_bilinear_samples_and_bin_averages():
     points = (16 + 8) * 4
     assert archprof.profile(RoIAlign(-1), inputs=(features, boxes), device="cpu", strict=True).totals.flops == 12 * points + 8 * 3 * points
     assert archprof.profile(RoIAlign(-1), inputs=(features, boxes), device="meta").uncounted == {"torchvision.roi_align": 1}
+
+
+# --- sorting, selection, searching and indexing (detectors' post-processing) -------------------
+
+
+class SortAndSelect(nn.Module):
+    def forward(self, x, index, sequence):
+        torch.sort(x, dim=1)  # 6 rows of 16: 96 x ceil(log2 16) = 384 comparisons
+        torch.topk(x, 4, dim=1)  # a heap of 4 over 96 values: 96 x log2 4 = 192
+        torch.nonzero(x > 0)  # 96 comparisons (gt) + 96 scanned, whatever the data
+        torch.unique(x)  # sort 96 x ceil(log2 96) = 672, then 96 neighbour comparisons
+        torch.searchsorted(sequence, x)  # 96 queries x ceil(log2 8) = 288
+        torch.bucketize(x, sequence[0])  # 96 x 3 = 288
+        torch.zeros(5, 16).scatter_add(0, index, x)  # one add per index entry: 96
+        torch.zeros(5, 16).index_add(0, torch.tensor([0, 1, 2]), x[:3])  # 48 adds
+        x.median(dim=1)  # quickselect: 96
+        return x
+
+
+SORT_AND_SELECT_FLOPS = 384 + 192 + 96 + 96 + 672 + 96 + 288 + 288 + 96 + 48 + 96
+
+
+def test_sorting_selection_and_search_cost_their_comparisons_whatever_the_data():
+    inputs = (torch.randn(6, 16), torch.randint(0, 5, (6, 16)), torch.sort(torch.randn(6, 8))[0])
+    p = archprof.profile(SortAndSelect(), inputs=inputs, device="cpu", strict=True)
+    assert p.totals.flops == SORT_AND_SELECT_FLOPS
+    negated = (-inputs[0].abs(), *inputs[1:])  # no element above 0: nonzero finds nothing, costs the same
+    assert archprof.profile(SortAndSelect(), inputs=negated, device="cpu").totals.flops == SORT_AND_SELECT_FLOPS

@@ -71,7 +71,7 @@ def main() -> None:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except BrokenPipeError:  # e.g. `archprof ... | head`: the reader is gone, which is not an error
+    except OSError:  # `archprof ... | head` (the reader is gone), or a failed write already reported
         pass
     # Skip the interpreter's teardown: freeing torch's modules takes about 0.45 s, a third of a
     # command's wall time; every file archprof writes is closed (and renamed) by now.

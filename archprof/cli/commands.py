@@ -16,7 +16,8 @@ import typer
 from archprof.analysis.profile import ProfileError, UncountedOpsError, profile
 from archprof.architectures import list_models, model_entry
 from archprof.architectures.spec import ModelSpec, SpecError, build_from_spec, parse_spec
-from archprof.rendering.output import OutputError, check_writable, emit
+from archprof.cli.guard import UserCodeExit, user_code_guard
+from archprof.rendering.output import OutputError, check_writable, emit, results
 from archprof.rendering.tables import blocks_tables, crosscheck_tables, group_table, latency_tables, totals_table
 from archprof.rendering.writers import (
     blocks_to_csv,
@@ -78,11 +79,12 @@ def reports_user_errors(command: Callable) -> Callable:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            with user_code_guard():
+                return command(*args, **kwargs)
         except UncountedOpsError as err:
             typer.echo(f"archprof: error: {err}", err=True)
             raise typer.Exit(EXIT_UNCOUNTED) from None
-        except (UserError, SpecError, OutputError, ProfileError, ValueError) as err:
+        except (UserError, UserCodeExit, SpecError, OutputError, ProfileError, ValueError) as err:
             _print_cause(err)
             typer.echo(f"archprof: error: {' '.join(str(err).split())}", err=True)
             raise typer.Exit(EXIT_USAGE) from None
@@ -531,6 +533,7 @@ def report_command(
     """Regenerate the papers' tables (CSV, Markdown, LaTeX) and the figures (SVG, PNG)."""
     from pathlib import Path
 
+    from rich.console import Console
     from rich.progress import Progress
 
     from archprof.rendering.figures import FigureError, _pyplot
@@ -545,7 +548,8 @@ def report_command(
         _pyplot()
     except FigureError as err:
         raise UserError(str(err)) from None
-    with Progress(transient=True) as progress:
+    console = Console(stderr=True)  # progress is not a result: stderr, and only on a terminal
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("profiling", total=PROFILE_COUNT)
         written = write_reports(target, lambda what: progress.update(task, advance=1, description=f"profiling {what}"))
-    typer.echo(f"wrote {len(written)} files to {target}/ (index: {target / 'README.md'})")
+    typer.echo(f"wrote {len(written)} files to {target}/ (index: {target / 'README.md'})", file=results())

@@ -6,11 +6,12 @@ from rich.console import Console
 from rich.table import Table
 
 from archprof.architectures.registry import ModelEntry
+from archprof.rendering.output import results
 
 
 def console() -> Console:
     # rich already turns colour off when stdout is not a terminal and honours NO_COLOR.
-    return Console(highlight=False)
+    return Console(file=results(), highlight=False)
 
 
 def print_model_list(entries: list[ModelEntry]) -> None:

@@ -6,15 +6,15 @@ test can compare what a figure shows without comparing image bytes.
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from archprof.analysis.profile import Profile
-from archprof.rendering.output import current_umask
+from archprof.rendering.output import make_dirs, write_atomic
 
 FIGURE_FORMATS = (".svg", ".png")
 
@@ -65,7 +65,7 @@ def stage_figure(profiles: list[Profile], unit: str = "macs") -> FigureData:
 
 
 def draw(data: FigureData, path: str | os.PathLike) -> None:
-    """Draw ``data`` to ``path`` (.svg or .png), written atomically."""
+    """Draw ``data`` to ``path`` (.svg or .png), written as every output file is (``write_atomic``)."""
     target = Path(path)
     if target.suffix not in FIGURE_FORMATS:
         raise FigureError(f"figure {target} must end in .svg or .png")
@@ -102,17 +102,14 @@ def draw(data: FigureData, path: str | os.PathLike) -> None:
     ax.set_xlabel(data.xlabel)
     ax.set_ylabel(data.ylabel)
     fig.tight_layout()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
-    os.close(fd)
+    image = io.BytesIO()
     try:
         metadata = {"Date": None} if target.suffix == ".svg" else {"Software": None}
-        fig.savefig(tmp, metadata=metadata)
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, target)
+        fig.savefig(image, format=target.suffix[1:], metadata=metadata)
     finally:
-        Path(tmp).unlink(missing_ok=True)
         plt.close(fig)
+    make_dirs(target.parent)
+    write_atomic(target, image.getvalue())
 
 
 def write_figure(data: FigureData, stem: Path) -> list[Path]:
@@ -121,5 +118,5 @@ def write_figure(data: FigureData, stem: Path) -> list[Path]:
     for suffix in FIGURE_FORMATS:
         draw(data, stem.with_suffix(suffix))
         paths.append(stem.with_suffix(suffix))
-    stem.with_suffix(".json").write_text(json.dumps(asdict(data), indent=2) + "\n")
+    write_atomic(stem.with_suffix(".json"), json.dumps(asdict(data), indent=2) + "\n")
     return paths + [stem.with_suffix(".json")]

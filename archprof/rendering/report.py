@@ -19,7 +19,7 @@ from archprof.analysis.blocks import BlockShapes, compare_blocks
 from archprof.analysis.profile import Profile, profile
 from archprof.architectures import build_model
 from archprof.rendering.figures import FigureData, stage_figure, write_figure
-from archprof.rendering.output import write_atomic
+from archprof.rendering.output import all_or_nothing, make_dirs, write_atomic
 from archprof.rendering.tables import Column, Table
 from archprof.rendering.writers import to_latex, to_markdown
 
@@ -335,8 +335,13 @@ def reports(ps: Profiles) -> Iterator[Report]:
 
 
 def write_reports(out: Path, advance: Callable[[str], None] | None = None) -> list[Path]:
-    """Regenerate every report under ``out``; return the files written."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Regenerate every report under ``out``; return the files written (all of them, or none on failure)."""
+    with all_or_nothing():
+        return _write_reports(out, advance)
+
+
+def _write_reports(out: Path, advance: Callable[[str], None] | None) -> list[Path]:
+    make_dirs(out)
     ps = Profiles(advance)
     written: list[Path] = []
     index = ["# archprof reports", "", "Regenerate with `archprof report` (or `archprof report --out DIR`). "

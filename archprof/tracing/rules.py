@@ -339,6 +339,101 @@ def norm_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
     return Cost(0, 2 * args[0].numel())
 
 
+# --- sorting, selection, searching and indexing -------------------------------------------------
+# Comparisons of the textbook algorithm on the shapes alone (the data never changes them): a sort
+# of k values ceil(log2 k) per value, a top-k selection a heap of k over the row, a search ceil(log2 n)
+# per query, a mask or histogram one per element. Detectors' post-processing runs these.
+
+
+def _log2(n: int) -> int:
+    return max(math.ceil(math.log2(n)), 1) if n > 1 else 0
+
+
+def _dim_arg(args: tuple, kwargs: dict, position: int) -> int:
+    """The ``dim`` argument, by keyword or at ``position`` (sort.stable puts a bool there first)."""
+    if "dim" in kwargs:
+        return kwargs["dim"]
+    value = args[position] if len(args) > position else -1
+    return value if isinstance(value, int) and not isinstance(value, bool) else kwargs.get("dim", -1)
+
+
+def _row_length(x: torch.Tensor, dim: int) -> int:
+    return x.shape[dim] if x.dim() else 1
+
+
+@register_cost_rule(_packets_of("sort", "msort"), category="reduction")
+def sort_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    x = args[0]
+    return Cost(0, x.numel() * _log2(_row_length(x, _dim_arg(args, kwargs, 1) if x.dim() else 0)))
+
+
+@register_cost_rule(aten.topk, category="reduction")
+def topk_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    # topk(self, k, dim=-1, largest, sorted): every value offered to a heap of the k best.
+    x, k = args[0], args[1] if len(args) > 1 else kwargs["k"]
+    return Cost(0, x.numel() * max(_log2(k), 1))
+
+
+@register_cost_rule(_packets_of("kthvalue", "median", "nanmedian"), category="reduction")
+def selection_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    # quickselect: about one comparison per value of the row.
+    return Cost(0, args[0].numel())
+
+
+@register_cost_rule(_packets_of("_unique2", "unique_dim", "_unique"), category="reduction")
+def unique_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    # a sort of the n values, then one comparison of each with its neighbour.
+    n = args[0].numel()
+    return Cost(0, n * _log2(n) + n)
+
+
+@register_cost_rule(
+    _packets_of("unique_consecutive", "nonzero", "nonzero_static", "argwhere", "masked_select", "histc", "bincount"),
+    category="reduction",
+)
+def scan_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    # one comparison (or bin update) per input element; the output's size is data, not cost.
+    return Cost(0, args[0].numel())
+
+
+@register_cost_rule(aten.searchsorted, category="reduction")
+def searchsorted_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    # searchsorted(sorted_sequence, values): a binary search of each value in its row.
+    return Cost(0, numel(out) * _log2(args[0].shape[-1]))
+
+
+@register_cost_rule(aten.bucketize, category="reduction")
+def bucketize_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    # bucketize(values, boundaries): a binary search of each value among the boundaries.
+    return Cost(0, numel(out) * _log2(args[1].numel()))
+
+
+@register_cost_rule(_packets_of("index_put", "index_put_", "_index_put_impl_"), category="data movement")
+def index_put_cost(args: tuple, kwargs: dict, out: Any) -> Cost | None:
+    # index_put(self, indices, values, accumulate=False): a copy; with accumulate, one add per value
+    # written, which the shapes alone give only when the values are not broadcast.
+    accumulate = kwargs.get("accumulate", args[3] if len(args) > 3 else False)
+    if not accumulate:
+        return Cost(0, 0)
+    values = args[2]
+    return Cost(0, values.numel()) if values.dim() > 0 and values.numel() > 1 else None
+
+
+@register_cost_rule(_packets_of("scatter_add", "scatter_add_", "scatter_reduce", "scatter_reduce_"), category="elementwise")
+def scatter_add_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    # scatter_add(self, dim, index, src): one add (or reduction step) per index entry.
+    return Cost(0, args[2].numel())
+
+
+@register_cost_rule(_packets_of("index_add", "index_add_"), category="elementwise")
+def index_add_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    # index_add(self, dim, index, source, alpha): one add per source element.
+    return Cost(0, args[3].numel())
+
+
+per_element(0, "data movement", _packets_of("scatter", "scatter_", "index_copy", "index_copy_", "masked_scatter", "masked_scatter_", "index_fill", "index_fill_"))
+
+
 # --- recurrent layers --------------------------------------------------------------------------
 
 # Per step and hidden unit, the element-wise work of a cell after its two products, as PyTorch's
