@@ -251,8 +251,10 @@ def crosscheck_to_json(check: Any) -> str:
                         for n in check.layers()],
             )
         peers.append(entry)
+    meta = None if check.meta is None else {"total": check.meta_total, "layers": check.meta, "explained": check.device_gaps}
     return json.dumps({"model": check.model, "unit": check.unit,
-                       "archprof": {"total": check.archprof_total, "layers": check.archprof, "uncounted": check.uncounted},
+                       "archprof": {"total": check.archprof_total, "layers": check.archprof, "uncounted": check.uncounted,
+                                    "meta": meta, "meta_error": check.meta_error},
                        "peers": peers}, indent=2) + "\n"
 
 
@@ -263,6 +265,12 @@ def crosscheck_to_csv(check: Any) -> str:
     writer.writerow(["model", "tool", "unit", "layer", "reported", check.unit, "archprof", "difference", "unexplained", "conventions", "error"])
     for op, calls in check.uncounted.items():
         writer.writerow([check.model, "archprof", "uncounted", op, calls, "", "", "", "", "", ""])
+    if check.meta_error is not None:
+        writer.writerow([check.model, "archprof on meta", "", "", "", "", "", "", "", "", check.meta_error])
+    for n, gaps in check.device_gaps.items():
+        value, ours = check.meta.get(n, 0), check.archprof.get(n, 0)
+        why = "; ".join(f"{w}={a:g}" for w, a in gaps.items())
+        writer.writerow([check.model, "archprof on meta", check.unit, n, value, value, ours, value - ours, 0, why, ""])
     for p in check.peers:
         if p.error is not None:
             writer.writerow([check.model, p.name, p.unit, "", "", "", "", "", "", "", p.error])
