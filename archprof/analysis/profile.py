@@ -571,9 +571,10 @@ def _run(model, wanted, device, how, by_path, max_memory, notices) -> _Run:
         run = _trace(model, wanted, "cpu", *how)
     except _ForwardError as err:
         raise ProfileError(f"forward failed on cpu{err.describe(by_path)}") from err.err
+    data = f"seeded inputs (seed {how[2]})" if any(True for _ in wanted.specs()) else "the inputs given"
     notice = (
         f"the model cannot run on the meta device ({_one_line(meta_error.err)}); profiled with a real CPU "
-        f"forward on seeded inputs (seed {how[2]}): a data-dependent model's count depends on its data"
+        f"forward on {data}: a data-dependent model's count depends on its data"
     )
     warnings.warn(notice, ArchprofNotice, stacklevel=3)
     notices.append(notice)
