@@ -242,9 +242,9 @@ def builder_options(spec: ModelSpec, overrides: dict[str, Any], choice: InputCho
     """archprof's own options (--width, --resolution, --num-classes, --seq-len) for the builders
     that take them: a user factory's --resolution is its input size instead."""
     options = dict(overrides)
-    if spec.factory:
+    if spec.factory and options:
         options.pop("resolution", None)  # choice.resolution: the input's size
-        accepted = factory_parameters(spec)
+        accepted = factory_parameters(spec) if options else None  # loads the factory: only when there is something to check
         refused = [k for k in options if accepted is not None and k not in accepted]
         if refused:
             raise UserError(f"{spec.name} takes no option {refused[0]!r} (it takes: {', '.join(sorted(accepted)) or 'none'})")
