@@ -133,7 +133,7 @@ def test_every_model_builds_on_meta_without_weight_memory(name):
     assert all(p.device.type == "meta" for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", archprof.list_models())
+@pytest.mark.parametrize("name", [n for n in archprof.list_models() if n not in ("fcos", "retinanet")])  # detectors: test_detectors.py
 def test_every_model_runs_on_cpu_with_the_expected_shape(name):
     model = archprof.build_model(name, resolution=64, num_classes=7)
     assert model.default_input_shape == (1, 3, 64, 64)

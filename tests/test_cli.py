@@ -47,7 +47,7 @@ def test_compare_json_matches_the_library_for_each_model_with_its_own_options():
     assert [m["name"] for m in data["models"]] == ["mobilenet_v1", "mobilenet_v2:width=0.5,resolution=160"]
     v2 = library_profile("mobilenet_v2", width=0.5, resolution=160)
     model = data["models"][1]
-    assert model["config"] == {"width": 0.5, "resolution": 160, "num_classes": 1000}
+    assert model["config"] == {"width": 0.5, "resolution": 160, "num_classes": 1000, "backbone": False}
     assert model["totals"] == {
         "macs": v2.totals.macs, "flops": v2.totals.flops, "params": v2.totals.params,
         "activations": v2.totals.activations, "peak_activation_bytes": v2.totals.peak_activation_bytes,

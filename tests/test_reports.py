@@ -50,6 +50,8 @@ PAIRS = [
     ("memory", "V2 published", "V2 largest materialized", 1e5),
     ("v1_layer_types", "% MACs published", "% MACs", 0.01),
     ("v1_layer_types", "% params published", "% params", 0.01),
+    ("detectors", "MACs published", "MACs", 1e6),
+    ("detectors", "params published", "params", 1),
 ]
 
 

@@ -33,7 +33,7 @@ from archprof.tracing.inputs import (
 from archprof.tracing.state import ModuleSnapshot
 from archprof.tracing.tracer import OpEvent, Tracer
 
-GROUPINGS = ("layer", "block", "stage", "type")
+GROUPINGS = ("layer", "block", "stage", "type", "part", "level")
 ROOT = "(model)"
 
 
@@ -116,6 +116,8 @@ class ModuleInfo:
     params: int
     trainable_params: int
     buffers: int
+    part: str = ROOT  # the innermost ``archprof_part`` declared on it or an ancestor (a detector's backbone, neck, head)
+    level: str = ROOT  # the innermost ``archprof_level`` (a pyramid level, "P3"), else its part
 
 
 @dataclass
@@ -159,7 +161,8 @@ class Profile:
         return dict(Counter(op.op for op in self.ops if not op.counted))
 
     def group(self, by: str, depth: int | None = None) -> list[Row]:
-        """Rows for ``by`` in "layer", "block", "stage", "type", in forward order.
+        """Rows for ``by`` in "layer", "block", "stage", "type" (in forward order), "part" or
+        "level" (in the order the model declares its modules: backbone, neck, head; P3 .. P7).
 
         ``depth`` folds the layer view to that many levels of the module tree ("layer1.0.conv1"
         at depth 2 is charged to "layer1.0").
@@ -185,6 +188,9 @@ class Profile:
         for path, info in self.modules.items():
             if info.params:
                 bucket(info.layer_type if by == "type" else keys[path])["params"] += info.params
+        if by in ("part", "level"):  # the top-down pass runs P5 before P4: list levels as declared
+            declared = list(dict.fromkeys(keys.values()))
+            sums = dict(sorted(sums.items(), key=lambda item: declared.index(item[0])))
         return [Row(by, name, **values) for name, values in sums.items()]
 
     @staticmethod
@@ -193,6 +199,10 @@ class Profile:
             return info.block
         if by == "stage":
             return info.stage
+        if by == "part":
+            return info.part
+        if by == "level":
+            return info.level
         path = ".".join(info.path.split(".")[:depth]) if depth else info.path
         return path or ROOT
 
@@ -243,6 +253,7 @@ def _module_infos(model: nn.Module, by_path: dict[str, nn.Module]) -> dict[str, 
         if block is None:
             block = stages[path] if isinstance(model, Architecture) or not path else type(chain[-2]).__name__
         declared = next((m.archprof_layer_type for m in chain if getattr(m, "archprof_layer_type", None)), None)
+        part = next((m.archprof_part for m in chain if getattr(m, "archprof_part", None)), ROOT)
         infos[path] = ModuleInfo(
             path=path,
             cls=type(module).__name__,
@@ -252,6 +263,8 @@ def _module_infos(model: nn.Module, by_path: dict[str, nn.Module]) -> dict[str, 
             params=params,
             trainable_params=trainable,
             buffers=buffers,
+            part=part,
+            level=next((m.archprof_level for m in chain if getattr(m, "archprof_level", None)), part),
         )
     return infos
 

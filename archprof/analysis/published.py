@@ -68,3 +68,9 @@ TORCHVISION = {
     "resnet152": (Published(60_192_808, 1, "torchvision"), giga(11.514, 0.001, "torchvision")),
     "mobilenet_v2": (Published(3_504_872, 1, "torchvision"), giga(0.301, 0.001, "torchvision")),
 }
+# torchvision weights metadata of the detectors (COCO_V1): (num_params, _ops). The _ops are GMACs of
+# convolutions and matmuls at a 1 x 3 x 800 x 800 image, which the detection transform leaves as it is.
+TORCHVISION_DETECTION = {
+    "fcos_resnet50_fpn": (Published(32_269_600, 1, "torchvision"), giga(128.207, 0.001, "torchvision")),
+    "retinanet_resnet50_fpn": (Published(34_014_999, 1, "torchvision"), giga(151.54, 0.01, "torchvision")),
+}

@@ -80,14 +80,19 @@ def init_weights(m: nn.Module) -> None:
 
 
 class MobileNetV2(Architecture):
-    def __init__(self, width: float = 1.0, resolution: int = 224, num_classes: int = 1000) -> None:
+    """The classifier, or with ``backbone`` the seed's detection body (FCOS ``mobilenet.py``): no last
+    1x1 conv, pool or classifier; the forward returns the last block's output at strides 4, 8, 16
+    and 32 (the seed's ``return_features_indices`` [3, 6, 13, 17])."""
+
+    def __init__(self, width: float = 1.0, resolution: int = 224, num_classes: int = 1000, backbone: bool = False) -> None:
         super().__init__()
         if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 4:
             raise ValueError(f"width must be a number in (0, 4], got {width!r}")
         check_positive_int("resolution", resolution, 32)
         check_positive_int("num_classes", num_classes)
-        self.config = dict(width=width, resolution=resolution, num_classes=num_classes)
+        self.config = dict(width=width, resolution=resolution, num_classes=num_classes, backbone=backbone)
         self.resolution = resolution
+        self.backbone = backbone
         channels = make_divisible(32 * width)
         # Below width 1.0 the last conv keeps its 1280 channels (the paper's section 6.1).
         last = make_divisible(LAST_CHANNELS * max(1.0, width))
@@ -101,11 +106,18 @@ class MobileNetV2(Architecture):
                 channels = out
                 stride *= s if i == 0 else 1
                 self.block_strides.append(stride)
-        features.append(ConvBNReLU(channels, last, kernel_size=1))
+        # The seed's body rounds channels as int(c * width), torchvision (and this) to multiples of 8:
+        # the same at width 1.0.
+        last_at_stride = {s: i for i, s in enumerate(self.block_strides, start=1)}  # strides only grow
+        self.return_features = tuple(last_at_stride[s] for s in (4, 8, 16, 32)) if backbone else ()
+        self.feature_channels = tuple(features[i].conv[-2].out_channels for i in self.return_features)
+        if not backbone:
+            features.append(ConvBNReLU(channels, last, kernel_size=1))
         self.features = nn.Sequential(*features)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten(1)
-        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(last, num_classes))
+        if not backbone:
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.flatten = nn.Flatten(1)
+            self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(last, num_classes))
         self.initialize(init_weights)
 
     def stage_modules(self) -> dict[str, tuple[str, ...]]:
@@ -113,7 +125,8 @@ class MobileNetV2(Architecture):
         for i, stride in enumerate(self.block_strides, start=1):
             name = STAGE_OF_STRIDE[stride]
             stages[name] = stages.get(name, ()) + (f"features.{i}",)
-        stages["head"] = (f"features.{len(self.features) - 1}", "avgpool", "flatten", "classifier")
+        if not self.backbone:
+            stages["head"] = (f"features.{len(self.features) - 1}", "avgpool", "flatten", "classifier")
         return stages
 
     def materialized_modules(self) -> list[str]:
@@ -121,12 +134,21 @@ class MobileNetV2(Architecture):
         # residuals exist in memory; each block's expansion is streamed. The first block has t=1,
         # so the stem conv plays its expansion layer and the stem's output is streamed too; the
         # last 1x1 conv streams into the global pool (Table 3 lists 320 channels at 7x7).
+        if self.backbone:
+            return [f"features.{i}" for i in range(1, len(self.features))]
         return [f"features.{i}" for i in range(1, len(self.features) - 1)] + ["avgpool", "classifier"]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.flatten(self.avgpool(self.features(x))))
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        if not self.backbone:
+            return self.classifier(self.flatten(self.avgpool(self.features(x))))
+        features = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self.return_features:
+                features.append(x)
+        return features
 
 
-@register_model("mobilenet_v2", "MobileNet V2 (paper Table 2, torchvision layout); width multiplier, resolution")
-def mobilenet_v2(*, width: float = 1.0, resolution: int = 224, num_classes: int = 1000) -> MobileNetV2:
-    return MobileNetV2(width=width, resolution=resolution, num_classes=num_classes)
+@register_model("mobilenet_v2", "MobileNet V2 (paper Table 2, torchvision layout); width multiplier, resolution, detection backbone")
+def mobilenet_v2(*, width: float = 1.0, resolution: int = 224, num_classes: int = 1000, backbone: bool = False) -> MobileNetV2:
+    return MobileNetV2(width=width, resolution=resolution, num_classes=num_classes, backbone=backbone)

@@ -86,4 +86,4 @@ def build_model(name: str, *, device: str | torch.device = "cpu", **options: Any
 
 def _load_builtin_models() -> None:
     # Importing the architecture modules runs their @register_model decorators.
-    from archprof.architectures import mobilenet_v1, mobilenet_v2, resnet  # noqa: F401
+    from archprof.architectures import detectors, mobilenet_v1, mobilenet_v2, resnet  # noqa: F401

@@ -219,6 +219,7 @@ class ResNet(Architecture):
         in_channels = STEM_OUT_CHANNELS
         expansion = 4 if block is Bottleneck else 1
         self.specs = specs
+        self.feature_channels: tuple[int, ...] = ()  # of the stages returned as features, in order
         for spec in specs:
             factor = 2 ** (spec.index - 2)
             bottleneck_channels = groups * width_per_group * factor
@@ -232,6 +233,8 @@ class ResNet(Architecture):
                 blocks.append(block(in_channels, bottleneck_channels, out_channels, stride, norm_layer, stride_in_1x1, groups, deformable))
                 in_channels = out_channels
             self.add_module(f"layer{spec.index - 1}", nn.Sequential(*blocks))
+            if spec.return_features:
+                self.feature_channels += (out_channels,)
         self.out_channels = in_channels
         if not backbone:
             self.avgpool = nn.AdaptiveAvgPool2d(1)

@@ -526,6 +526,70 @@ def crosscheck_command(
             tables=lambda: crosscheck_tables(check))
 
 
+DETECTORS = ("fcos", "retinanet")
+
+
+@reports_user_errors
+def detector_command(
+    name: Annotated[str, typer.Argument(help="fcos or retinanet, optionally with :key=value options (e.g. fcos:centerness=reg).")],
+    backbone: Annotated[str | None, typer.Option("--backbone", help="resnet50, resnet101, resnet152 or mobilenet_v2, with its own :key=value options (e.g. mobilenet_v2:width=0.5).")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="seed (the FCOS code base's configs, the default) or torchvision (its *_resnet50_fpn models).")] = None,
+    levels: Annotated[str | None, typer.Option("--levels", help="Pyramid levels, e.g. P3-P7.")] = None,
+    extra_from: Annotated[str | None, typer.Option("--extra-from", help="The input of P6: c5 or p5.")] = None,
+    head_channels: Annotated[int | None, typer.Option("--head-channels", help="Channels of the FPN outputs and the head's towers.")] = None,
+    head_depth: Annotated[int | None, typer.Option("--head-depth", help="3x3 convs in each head tower.")] = None,
+    norm: Annotated[str | None, typer.Option("--norm", help="The head towers' norm: gn or none.")] = None,
+    num_classes: NumClassesOption = None,
+    input_shape: InputShapeOption = None,
+    batch: BatchOption = None,
+    per_part: Annotated[bool, typer.Option("--per-part", help="Per-part table: backbone, neck, head.")] = False,
+    per_level: Annotated[bool, typer.Option("--per-level", help="Per-pyramid-level table (the shared head charged to the level it ran on).")] = False,
+    per_stage: PerStage = False,
+    per_block: PerBlock = False,
+    per_type: PerType = False,
+    per_layer: PerLayer = False,
+    depth: Annotated[int | None, typer.Option("--depth", help="Fold the layer view to N levels of the module tree.")] = None,
+    seed: SeedOption = 0,
+    max_memory: MaxMemoryOption = None,
+    device: DeviceOption = None,
+    fmt: FormatOption = Format.table,
+    output: OutputOption = None,
+    unit: UnitOption = Unit.macs,
+    raw: RawOption = False,
+    strict: StrictOption = False,
+) -> None:
+    """Profile a one-stage detector (backbone, FPN neck, head shared across levels): totals, then
+    per part and per pyramid level; the default input is the papers' 1x3x800x1333."""
+    if depth is not None and depth < 1:
+        raise UserError(f"--depth must be >= 1, got {depth}")
+    if output is not None:
+        check_writable(output)
+    spec = parse_spec(name)
+    if spec.name not in DETECTORS or spec.inputs:
+        raise UserError(f"detector must be one of {', '.join(DETECTORS)} with optional :key=value options, got {name!r}")
+    flags: dict[str, Any] = {}
+    if backbone is not None:
+        body = parse_spec(backbone)
+        if body.factory or body.inputs or body.name.startswith("hf:"):
+            raise UserError(f"--backbone {backbone!r}: a registered backbone with optional :key=value options, e.g. mobilenet_v2:width=0.5")
+        flags["backbone"] = body.name
+        if body.options:
+            flags["backbone_options"] = body.options
+    given = dict(preset=preset, levels=levels, extra_from=extra_from, head_channels=head_channels, head_depth=head_depth,
+                 norm=norm, num_classes=num_classes)
+    flags.update({k: v for k, v in given.items() if v is not None})
+    twice = sorted(set(flags) & set(spec.options))
+    if twice:
+        raise UserError(f"{twice[0]} is given both in {name!r} and as an option: give it once")
+    label = spec.text + ("," if ":" in spec.text else ":") * bool(flags) + ",".join(f"{k}={_spec_value(v)}" for k, v in flags.items())
+    choice = InputChoice(input_shape=input_shape, batch=batch, seed=seed, max_memory=max_memory)
+    profiles = profile_specs([ModelSpec(label, spec.name, {**spec.options, **flags})], {}, choice, strict, device)
+    groupings = [by for by, on in (("part", per_part), ("level", per_level)) if on]
+    if per_stage or per_block or per_type or per_layer or depth is not None:
+        groupings += views(per_stage, per_block, per_type, per_layer or depth is not None)
+    render_models(profiles, groupings or ["part", "level"], fmt, output, unit, raw, depth)
+
+
 @reports_user_errors
 def report_command(
     out: Annotated[str, typer.Option("--out", help="Directory for the reports (created if missing).")] = "reports",

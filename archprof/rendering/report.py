@@ -313,6 +313,54 @@ def figures(ps: Profiles) -> dict[str, FigureData]:
     return {"v1_v2_stages": stages, "macs_params": scatter, "layer_type_shares": shares}
 
 
+DETECTOR_BACKBONES = (("ResNet-50", "resnet50"), ("ResNet-101", "resnet101"), ("MobileNetV2", "mobilenet_v2"))
+DETECTOR_HEAD_CHANNELS = (256, 128)
+DETECTOR_INPUTS = ((800, 1333), 512)  # the papers' test scale, and a small square input
+PYRAMID_LEVELS = ("P3", "P4", "P5", "P6", "P7")
+
+
+def detectors_report(ps: Profiles) -> Report:
+    table = Table(
+        "Where a one-stage detector's compute goes: FCOS per part and per pyramid level (the seed's configuration), "
+        "beside torchvision's published FCOS and RetinaNet",
+        [Column("detector"), Column("backbone"), Column("head channels", "int"), Column("input"),
+         Column("MACs published", "macs"), Column("MACs", "macs"), Column("params published", "params"),
+         Column("params", "params"), Column("backbone", "share"), Column("neck", "share"), Column("head", "share"),
+         *(Column(level, "share") for level in PYRAMID_LEVELS), Column("note")],
+    )
+    rows: list[tuple[str, str, Profile, tuple[pub.Published, pub.Published] | None]] = [
+        ("FCOS (torchvision)", "ResNet-50", ps.get("fcos", preset="torchvision", resolution=800),
+         pub.TORCHVISION_DETECTION["fcos_resnet50_fpn"]),
+        ("RetinaNet (torchvision)", "ResNet-50", ps.get("retinanet", preset="torchvision", resolution=800),
+         pub.TORCHVISION_DETECTION["retinanet_resnet50_fpn"]),
+    ]
+    for label, backbone in DETECTOR_BACKBONES:
+        for channels in DETECTOR_HEAD_CHANNELS:
+            for size in DETECTOR_INPUTS:
+                rows.append(("FCOS (seed)", label, ps.get("fcos", backbone=backbone, head_channels=channels, resolution=size), None))
+    for detector, backbone, p, published in rows:
+        params_pub, macs_pub = published or (None, None)
+        parts = {r.name: r.macs / p.totals.macs for r in p.group("part")}
+        levels = {r.name: r.macs / p.totals.macs for r in p.group("level")}
+        note = note_unless_match(p.totals.macs, macs_pub, "differs from the published count beyond its printed precision")
+        if params_pub is not None and not params_pub.matches(p.totals.params):
+            note = "the parameter count differs from the published one"
+        table.rows.append([detector, backbone, p.config["head_channels"], "x".join(map(str, p.input_shapes[0][2:])),
+                           macs_pub.value if macs_pub else None, p.totals.macs, params_pub.value if params_pub else None,
+                           p.totals.params, parts["backbone"], parts["neck"], parts["head"],
+                           *(levels.get(level) for level in PYRAMID_LEVELS), note])
+    table.notes += [
+        "Shares are of the total MACs. A level's share is its FPN convs (lateral, merge, output; P6 and P7 their "
+        "stride-2 convs) plus the shared head's run on that level; backbone and P3..P7 add up to 100 %.",
+        "torchvision rows: preset='torchvision' (FrozenBatchNorm2d ResNet-50 v1.5, P6 from P5, 91 classes; FCOS with "
+        "centerness on the regression tower), at 800 x 800 as the published _ops (GMACs of convs and matmuls) are.",
+        "Seed rows: the FCOS code base's configs (frozen-BN ResNet with the stride in the 1x1, P6 from P5, 4-conv GN "
+        "towers, 80 classes, centerness on the classification tower, per-level scales); 128 channels is its "
+        "c128 MobileNetV2 config, where the FPN and the head both run at 128 channels.",
+    ]
+    return Report("detectors", table)
+
+
 def table_to_csv(table: Table) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -324,8 +372,10 @@ def table_to_csv(table: Table) -> str:
 
 BUILDERS: tuple[Callable[[Profiles], Any], ...] = (
     v1_against_v2, v1_layer_types, v1_grid, v2_grid, resnet_table, seed_variants, blocks_report, memory_report,
+    detectors_report,
 )
-PROFILE_COUNT = (1 + 2 + 16 + 30 + 5 + 3 + len(SEED_VARIANTS) + 2 * len(V2_RESOLUTIONS))  # progress-bar total, roughly
+PROFILE_COUNT = (1 + 2 + 16 + 30 + 5 + 3 + len(SEED_VARIANTS) + 2 * len(V2_RESOLUTIONS)
+                 + 2 + len(DETECTOR_BACKBONES) * len(DETECTOR_HEAD_CHANNELS) * len(DETECTOR_INPUTS))  # progress-bar total, roughly
 
 
 def reports(ps: Profiles) -> Iterator[Report]:

@@ -71,7 +71,8 @@ def totals_table(profiles: list[Profile]) -> Table:
     return table
 
 
-GROUP_TITLES = {"stage": "per stage", "block": "per block type", "type": "per layer type", "layer": "per layer"}
+GROUP_TITLES = {"stage": "per stage", "block": "per block type", "type": "per layer type", "layer": "per layer",
+                "part": "per part", "level": "per pyramid level"}
 
 
 def group_table(profiles: list[Profile], by: str, unit: str = "macs", depth: int | None = None) -> Table:
