@@ -10,7 +10,7 @@ TORCH := torch==2.13.0
 $(BIN)/archprof: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[test,plot]'
+	$(BIN)/pip install --quiet -e '.[test,plot,hf]'
 	touch $@
 
 install: $(BIN)/archprof

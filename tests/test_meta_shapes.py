@@ -46,6 +46,30 @@ CASES = [
     (aten.relu_.default, (meta(2, 3),)),
     (aten.add_.Tensor, (meta(2, 3, dtype=torch.int64), 1.5)),
     (aten.add_.Tensor, (meta(2, 3), meta(3))),
+    # Transformers: element-wise ops with numbers, softmax, causal masks, matmuls, layer norm.
+    (aten.pow.Tensor_Scalar, (meta(2, 3), 2)),
+    (aten.pow.Tensor_Scalar, (meta(2, 3, dtype=torch.int64), 0.5)),  # promotes to float: declined
+    (aten.mul.Scalar, (meta(2, 3, dtype=torch.bfloat16), 0.5)),
+    (aten.mul.Scalar, (meta(2, 3), True)),
+    (aten.neg.default, (meta(4, 5),)),
+    (aten.rsqrt.default, (meta(4, 5, dtype=torch.float16),)),
+    (aten.rsqrt.default, (meta(3, 4).t(),)),  # not contiguous: the kernel keeps its strides, declined
+    (aten.tanh.default, (meta(4, 5),)),
+    (aten.silu.default, (meta(4, 5),)),
+    (aten._softmax.default, (meta(2, 4, 8, 8), -1, False)),
+    (aten._softmax.default, (meta(2, 4, 8, 8, dtype=torch.float16), -1, True)),  # to float32: declined
+    (aten._softmax.default, (meta(2, 4, 8, 8), 4, False)),  # no such dim
+    (aten.tril.default, (meta(8, 8, dtype=torch.bool),)),
+    (aten.triu.default, (meta(2, 8, 8), 1)),
+    (aten.tril.default, (meta(8),)),  # one dimension: torch rejects
+    (aten.mm.default, (meta(5, 3), meta(3, 7))),
+    (aten.mm.default, (meta(5, 3), meta(4, 7))),
+    (aten.mm.default, (meta(5, 3, dtype=torch.float16), meta(3, 7))),
+    (aten.native_layer_norm.default, (meta(2, 16, 64), [64], meta(64), meta(64), 1e-5)),
+    (aten.native_layer_norm.default, (meta(2, 16, 8, 8), [8, 8], None, None, 1e-5)),
+    (aten.native_layer_norm.default, (meta(2, 16, 64), [32], meta(32), meta(32), 1e-5)),  # shape mismatch
+    (aten.native_layer_norm.default, (meta(2, 16, 64, dtype=torch.bfloat16), [64], None, None, 1e-5)),
+    *([(aten._safe_softmax.default, (meta(1, 12, 16, 16), -1))] if hasattr(aten, "_safe_softmax") else []),
 ]
 
 
@@ -65,3 +89,26 @@ def test_shortcut_agrees_with_torchs_meta_kernel_or_declines(op, args):
         return
     if fast is not None:
         assert shapes(fast) == shapes(real)
+
+
+ANSWERED = [
+    (aten.pow.Tensor_Scalar, (meta(2, 3), 2)),
+    (aten.mul.Scalar, (meta(2, 3, dtype=torch.bfloat16), 0.5)),
+    (aten.neg.default, (meta(4, 5),)),
+    (aten.rsqrt.default, (meta(4, 5, dtype=torch.float16),)),
+    (aten._softmax.default, (meta(2, 4, 8, 8), -1, False)),
+    (aten.tril.default, (meta(8, 8, dtype=torch.bool),)),
+    (aten.mm.default, (meta(5, 3), meta(3, 7))),
+    (aten.native_layer_norm.default, (meta(2, 16, 64), [64], meta(64), meta(64), 1e-5)),
+    (aten.native_layer_norm.default, (meta(2, 16, 8, 8), [8, 8], None, None, 1e-5)),
+]
+
+
+@pytest.mark.parametrize(("op", "args"), ANSWERED, ids=[f"{op}-{i}" for i, (op, _) in enumerate(ANSWERED)])
+def test_transformer_ops_are_answered_from_shapes_with_the_kernels_strides(op, args):
+    # A GPT-2 or Llama forward on meta spends most of its time in these ops' Python meta kernels.
+    fast = fast_meta_output(op, args, {}, [a for a in args if isinstance(a, torch.Tensor)])
+    assert fast is not None
+    real = op(*args)
+    items = (fast, real) if isinstance(fast, tuple) else ((fast,), (real,))
+    assert [(tuple(t.shape), t.dtype, t.stride()) for t in items[0]] == [(tuple(t.shape), t.dtype, t.stride()) for t in items[1]]

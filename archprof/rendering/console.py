@@ -11,7 +11,7 @@ from archprof.rendering.output import results
 
 def console() -> Console:
     # rich already turns colour off when stdout is not a terminal and honours NO_COLOR.
-    return Console(file=results(), highlight=False)
+    return Console(file=results(), highlight=False, emoji=False)  # "hf:llama:..." is a model name, not the :llama: emoji
 
 
 def print_model_list(entries: list[ModelEntry]) -> None:

@@ -202,7 +202,7 @@ def render_tables(tables: list[Table], fmt: str, raw: bool, width: int = 160) ->
         from rich.console import Console
 
         buffer = io.StringIO()
-        write_console(tables, raw, Console(file=buffer, width=width, no_color=True, color_system=None, highlight=False))
+        write_console(tables, raw, Console(file=buffer, width=width, no_color=True, color_system=None, highlight=False, emoji=False))
         return buffer.getvalue()
     return TEXT_WRITERS[fmt](tables, raw)
 
@@ -223,9 +223,9 @@ def emit(text: str | None, tables: list[Table] | None, fmt: str, raw: bool, outp
         if text is None:
             from rich.console import Console
 
-            console = Console(file=stream, highlight=False)
+            console = Console(file=stream, highlight=False, emoji=False)
             if not console.is_terminal:  # piped: no colour (rich's default), and room for wide tables
-                console = Console(file=stream, highlight=False, width=160)
+                console = Console(file=stream, highlight=False, emoji=False, width=160)
             write_console(tables or [], raw, console)
         else:
             stream.write(text)

@@ -1,10 +1,10 @@
 """Output shapes of the commonest ops on the meta device, without running torch's meta kernels.
 
-torch's meta kernels for batch norm and broadcasting arithmetic are Python references that take
-0.1-0.5 ms a call, the bulk of a meta forward, and the first call of its meta convolution imports
-torch._dynamo (over a second of a command-line run). Outputs here are contiguous tensors of the same
-shape and dtype as the kernel's; the cost rules read nothing else. Ops not listed run their own
-meta kernel.
+torch's meta kernels for batch and layer norm, softmax and element-wise arithmetic are Python
+references that take 0.1-0.5 ms a call (a few ms for softmax), the bulk of a meta forward, and the
+first call of its meta convolution imports torch._dynamo (over a second of a command-line run).
+Outputs here are contiguous tensors of the same shape and dtype as the kernel's; the cost rules
+read nothing else. Ops not listed run their own meta kernel.
 """
 
 from __future__ import annotations
@@ -131,6 +131,59 @@ def _max_pool2d(args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor] 
     return _empty(shape, x.dtype), _empty(shape, torch.int64)
 
 
+def _scalar_operands(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """An element-wise op on one contiguous float tensor and numbers (``-x``, ``rsqrt``, ``x ** 2``,
+    ``x * 0.5``): the input's shape, dtype and (being contiguous) strides."""
+    x = args[0]
+    if kwargs or not x.is_floating_point() or not x.is_contiguous():
+        return None
+    if any(isinstance(a, bool) or not isinstance(a, (int, float)) for a in args[1:]):
+        return None
+    return _empty(x.shape, x.dtype)
+
+
+def _softmax(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    # _softmax(x, dim, half_to_float) and _safe_softmax(x, dim, dtype=None): no change of dtype only.
+    x, dim = args[0], args[1] if len(args) > 1 else None
+    if len(args) not in (2, 3) or (len(args) == 3 and args[2] not in (False, None)) or any(v is not None for v in kwargs.values()):
+        return None
+    if not isinstance(dim, int) or isinstance(dim, bool) or x.dim() == 0 or not -x.dim() <= dim < x.dim():
+        return None
+    return _empty(x.shape, x.dtype) if x.is_floating_point() and x.is_contiguous() else None
+
+
+def _triangle(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    # tril/triu(x, diagonal): any dtype (SDPA's causal mask is boolean).
+    x = args[0]
+    if kwargs or x.dim() < 2 or not x.is_contiguous() or any(isinstance(a, bool) or not isinstance(a, int) for a in args[1:]):
+        return None
+    return _empty(x.shape, x.dtype)
+
+
+def _mm(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    if kwargs or len(args) != 2:
+        return None
+    a, b = args
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0] or not _floats(a, b):
+        return None
+    return _empty((a.shape[0], b.shape[1]), a.dtype)
+
+
+def _layer_norm(args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    # native_layer_norm(x, normalized_shape, weight, bias, eps) -> (out, mean, rstd)
+    if kwargs or len(args) != 5:
+        return None
+    x, normalized, weight, bias, _ = args
+    n = len(normalized) if isinstance(normalized, (list, tuple)) else 0
+    if n == 0 or x.dim() < n or tuple(x.shape[x.dim() - n:]) != tuple(normalized) or x.dtype not in (torch.float32, torch.float64):
+        return None
+    params = [t for t in (weight, bias) if t is not None]
+    if not all(isinstance(t, torch.Tensor) for t in params) or not _floats(x, *params) or any(t.shape != x.shape[x.dim() - n:] for t in params):
+        return None
+    stats = (*x.shape[: x.dim() - n], *([1] * n))
+    return _empty(x.shape, x.dtype), _empty(stats, x.dtype), _empty(stats, x.dtype)
+
+
 FAST_META: dict[Any, Callable[[tuple, dict], Any]] = {
     aten.convolution.default: _convolution,
     aten.mean.dim: _mean,
@@ -141,7 +194,20 @@ FAST_META: dict[Any, Callable[[tuple, dict], Any]] = {
     aten.add.Tensor: _binary,
     aten.sub.Tensor: _binary,
     aten.mul.Tensor: _binary,
+    aten.mul.Scalar: _scalar_operands,
+    aten.pow.Tensor_Scalar: _scalar_operands,
+    aten.neg.default: _scalar_operands,
+    aten.rsqrt.default: _scalar_operands,
+    aten.tanh.default: _scalar_operands,
+    aten.silu.default: _scalar_operands,
+    aten._softmax.default: _softmax,
+    aten.tril.default: _triangle,
+    aten.triu.default: _triangle,
+    aten.mm.default: _mm,
+    aten.native_layer_norm.default: _layer_norm,
 }
+if hasattr(aten, "_safe_softmax"):  # torch >= 2.5: SDPA's softmax, where a fully masked row gives zeros
+    FAST_META[aten._safe_softmax.default] = _softmax
 # In-place element-wise ops return their first argument, unchanged in shape.
 IN_PLACE_META = {
     aten.relu_.default,
