@@ -362,3 +362,20 @@ def test_compare_takes_an_input_per_model_and_for_all(capsys):
     lin = "torch.nn:Linear:in_features=8,out_features=4,bias=False"
     code, out, err = cli(capsys, "compare", lin, lin.replace("out_features=4", "out_features=2"), "--input-shape", "5x8", "--format", "csv")
     assert code == 0 and total_macs(out, every=True) == [5 * 8 * 4, 5 * 8 * 2]
+
+
+def test_tied_weights_stay_tied_when_a_meta_built_model_runs_on_the_cpu():
+    class Tied(nn.Module):  # an LM head that shares the embedding (GPT-2, T5)
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(50, 8)
+            self.out = nn.Linear(8, 50, bias=False)
+            self.out.weight = self.embed.weight
+
+        def forward(self, ids):
+            return self.out(self.embed(ids))
+
+    with torch.device("meta"):
+        model = Tied()
+    p = archprof.profile(model, inputs=InputSpec((2, 5), torch.int64), device="cpu")
+    assert (p.totals.macs, p.totals.params) == (2 * 5 * 8 * 50, 50 * 8)  # the tied matrix counted once

@@ -369,17 +369,16 @@ def _real_state(model: nn.Module, device: str, seed: int, build: Callable[[], nn
         source = build() if build is not None else _initialized_copy(model, seed)
     real = dict(source.named_parameters(remove_duplicate=False)) | dict(source.named_buffers(remove_duplicate=False))
     buffers = {name for name, _ in model.named_buffers(remove_duplicate=False)}
-    moved: dict[int, torch.Tensor] = {}
-
-    def to(name: str, t: torch.Tensor) -> torch.Tensor:
-        if id(t) not in moved:  # tied weights stay tied
-            moved[id(t)] = t.detach().to(device, copy=name in buffers)
-        return moved[id(t)]
-
-    missing = [name for name, _ in named if name not in real]
+    # Tied weights stay tied: every name of one of the model's tensors takes the real tensor of its
+    # first name (a copy made by to_empty, or a rebuilt model, may have untied them).
+    first: dict[int, str] = {}
+    for name, t in named:
+        first.setdefault(id(t), name)
+    missing = [name for name in first.values() if name not in real]
     if missing:
         raise ProfileError(f"the model built for the real forward has no tensor {missing[0]!r}")
-    return {name: to(name, real[name]) for name, _ in named}
+    moved = {name: real[name].detach().to(device, copy=name in buffers) for name in first.values()}
+    return {name: moved[first[id(t)]] for name, t in named}
 
 
 def _initialized_copy(model: nn.Module, seed: int) -> nn.Module:
