@@ -379,3 +379,27 @@ def test_tied_weights_stay_tied_when_a_meta_built_model_runs_on_the_cpu():
         model = Tied()
     p = archprof.profile(model, inputs=InputSpec((2, 5), torch.int64), device="cpu")
     assert (p.totals.macs, p.totals.params) == (2 * 5 * 8 * 50, 50 * 8)  # the tied matrix counted once
+
+
+def test_crosscheck_takes_several_positional_inputs_and_refuses_keyword_ones(capsys, tmp_path):
+    factory = tmp_path / "two.py"
+    factory.write_text(
+        "from torch import nn\n"
+        "class Two(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.a = nn.Linear(8, 4, bias=False)\n"
+        "        self.b = nn.Linear(6, 4, bias=False)\n"
+        "    def forward(self, x, y):\n"
+        "        return self.a(x) + self.b(y)\n"
+        "def build():\n"
+        "    return Two()\n"
+    )
+    code, out, err = cli(capsys, "crosscheck", f"{factory}:build", "--input", "3x8", "--input", "3x6", "--format", "json")
+    assert code == 0, err
+    check = json.loads(out)
+    # 3 x 8 x 4 + 3 x 6 x 4 = 168 MACs, and every peer agrees on two Linears without bias
+    assert check["archprof"]["total"] == 168 and check["archprof"]["layers"] == {"a": 96, "b": 72, "(model)": 0}
+    assert {p["name"]: p["total"] for p in check["peers"]}["fvcore"] == 168
+    code, out, err = cli(capsys, "crosscheck", f"{factory}:build", "--input", "x=3x8", "--input", "y=3x6")
+    assert (code, out) == (2, "") and "keyword inputs (x, y) cannot be cross-checked" in err and err.count("\n") == 1

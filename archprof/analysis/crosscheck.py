@@ -36,6 +36,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
 from archprof.analysis.profile import ROOT, Profile, ProfileError, profile
+from archprof.tracing.inputs import Inputs, InputSpec, as_inputs, materialize, vocabulary_size
 from archprof.tracing.rules import FUSED_ATTENTION_OPS
 from archprof.tracing.state import ModuleSnapshot
 from archprof.tracing.tracer import OpEvent, Tracer
@@ -574,10 +575,10 @@ def _own_counts(cumulative: dict[str, float], total: float) -> dict[str, float]:
     return {k: v for k, v in own.items() if v}
 
 
-def run_fvcore(model: nn.Module, x: torch.Tensor) -> tuple[float, dict[str, float]]:
+def run_fvcore(model: nn.Module, x: tuple) -> tuple[float, dict[str, float]]:
     from fvcore.nn import FlopCountAnalysis
 
-    analysis = FlopCountAnalysis(model, x)
+    analysis = FlopCountAnalysis(model, x)  # a tuple: the forward's positional arguments
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
     analysis.tracer_warnings("none")
@@ -586,10 +587,10 @@ def run_fvcore(model: nn.Module, x: torch.Tensor) -> tuple[float, dict[str, floa
     return total, _own_counts(by_module, total)
 
 
-def run_thop(model: nn.Module, x: torch.Tensor) -> tuple[float, dict[str, float]]:
+def run_thop(model: nn.Module, x: tuple) -> tuple[float, dict[str, float]]:
     import thop
 
-    total, _, tree = thop.profile(model, inputs=(x,), verbose=False, ret_layer_info=True)
+    total, _, tree = thop.profile(model, inputs=x, verbose=False, ret_layer_info=True)
     cumulative: dict[str, float] = {}
 
     def walk(prefix: str, node: dict) -> None:
@@ -603,12 +604,12 @@ def run_thop(model: nn.Module, x: torch.Tensor) -> tuple[float, dict[str, float]
     return float(total), _own_counts(cumulative, float(total))
 
 
-def run_flop_counter(model: nn.Module, x: torch.Tensor) -> tuple[float, dict[str, float]]:
+def run_flop_counter(model: nn.Module, x: tuple) -> tuple[float, dict[str, float]]:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
     with counter:
-        model(x)
+        model(*x)
     root = type(model).__name__
     cumulative = {}
     for fqn, counts in counter.get_flop_counts().items():
@@ -831,7 +832,7 @@ def _quiet() -> Iterator[None]:
         logging.disable(previous)
 
 
-def _run_peer(name: str, unit: str, run: Runner, model: nn.Module, x: torch.Tensor) -> PeerReport:
+def _run_peer(name: str, unit: str, run: Runner, model: nn.Module, x: tuple) -> PeerReport:
     report = PeerReport(name, unit)
     try:
         with torch.no_grad(), _quiet():
@@ -842,29 +843,39 @@ def _run_peer(name: str, unit: str, run: Runner, model: nn.Module, x: torch.Tens
     return report
 
 
-def crosscheck(model: nn.Module, input_shape: tuple[int, ...], unit: str = "macs", name: str | None = None) -> Crosscheck:
-    """Run archprof and every peer on one real CPU forward of ``model`` at ``input_shape``.
+def crosscheck(
+    model: nn.Module, input_shape: tuple[int, ...] | None = None, unit: str = "macs", name: str | None = None,
+    *, inputs: Any = None,
+) -> Crosscheck:
+    """Run archprof and every peer on one real CPU forward of ``model`` at ``input_shape`` (one
+    float input) or ``inputs`` (positional arguments, tensors or input specs: fvcore and thop call
+    ``model(*inputs)``, so keyword inputs cannot be cross-checked).
 
     The model is left as it was found: training flags, parameters, buffers and attributes.
     """
     if unit not in ("macs", "flops"):
         raise ValueError(f"unit must be macs or flops, got {unit!r}")
-    elements = math.prod(input_shape)
+    call = as_inputs(inputs) if inputs is not None else Inputs((InputSpec(tuple(input_shape)),))
+    if call.kwargs:
+        raise ProfileError(f"crosscheck runs fvcore and thop, which call model(*inputs): keyword inputs "
+                           f"({', '.join(call.kwargs)}) cannot be cross-checked")
+    elements = sum(math.prod(t.shape) for _, t in [*call.tensors(), *call.specs()])
     if elements > MAX_INPUT_ELEMENTS:
         raise ProfileError(f"crosscheck runs real CPU forwards: an input of {elements:,} elements is too large "
                            f"(at most {MAX_INPUT_ELEMENTS:,})")
-    x = torch.randn(input_shape, generator=torch.Generator().manual_seed(INPUT_SEED))
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.get_default_dtype())
+    x = materialize(call, "cpu", dtype, seed=INPUT_SEED, vocabulary=vocabulary_size(model)).args
     with _left_as_found(model), _mha_fast_path_off():
         model.eval()
         with _Observer(model).watching() as observer:
-            ours: Profile = profile(model, inputs=(x,), device="cpu", name=name)
+            ours: Profile = profile(model, inputs=x, device="cpu", name=name)
         forward = Forward(ours.ops, ours.op_types, _chains(model), observer.module_calls, observer.function_calls,
                           ours.uncounted)
         meta: dict[str, int] | None = None
         meta_error = None
         gaps: dict[str, dict[str, int]] = {}
         try:
-            on_meta = profile(model, inputs=(x,), device="meta", name=name)
+            on_meta = profile(model, inputs=x, device="meta", name=name)
             meta, gaps = _per_layer(on_meta, unit), _device_gaps(ours, on_meta, unit)
         except ProfileError as err:
             meta_error = str(err)

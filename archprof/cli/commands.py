@@ -503,6 +503,7 @@ def crosscheck_command(
     resolution: ResolutionOption = None,
     num_classes: NumClassesOption = None,
     input_shape: InputShapeOption = None,
+    inputs: InputOption = None,
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
     unit: Annotated[Unit, typer.Option("--unit", help="The common unit every tool is converted to.")] = Unit.macs,
@@ -515,13 +516,10 @@ def crosscheck_command(
     if output is not None:
         check_writable(output)
     spec = parse_spec(name)
-    choice = InputChoice(input_shape=input_shape, batch=None if input_shape else 1, resolution=resolution)
+    given = input_shape or inputs or spec.inputs
+    choice = InputChoice(inputs, input_shape, None if given else 1, resolution)  # batch 1 unless inputs are given
     model = build_from_spec(spec, "cpu", builder_options(spec, model_options(width, resolution, num_classes), choice))
-    inputs = inputs_for(model, spec, choice)  # batch 1 unless a shape says otherwise
-    if inputs.kwargs or len(inputs.args) != 1 or not isinstance(inputs.args[0], InputSpec):
-        raise UserError(f"crosscheck runs the peers on one tensor input; {spec.text} takes {len(inputs.args)} positional "
-                        f"and {len(inputs.kwargs)} keyword inputs")
-    check = crosscheck(model, inputs.args[0].shape, unit.value, name=spec.text)
+    check = crosscheck(model, unit=unit.value, name=spec.text, inputs=inputs_for(model, spec, choice))
     emit_as(fmt, output, raw, json=lambda: crosscheck_to_json(check), csv=lambda: crosscheck_to_csv(check),
             tables=lambda: crosscheck_tables(check))
 
