@@ -433,6 +433,8 @@ def resnet_command(
     per_type: PerType = False,
     per_layer: PerLayer = False,
     layer_depth: Annotated[int | None, typer.Option("--layer-depth", help="Fold the layer view to N levels.")] = None,
+    input_shape: InputShapeOption = None,
+    inputs: InputOption = None,
     seed: SeedOption = 0,
     max_memory: MaxMemoryOption = None,
     device: DeviceOption = None,
@@ -461,7 +463,8 @@ def resnet_command(
     changed = {k: v for k, v in options.items() if v != defaults[k] and not (k == "dcn_stages" and not v)}
     label = name + (":" + ",".join(f"{k}={_spec_value(v)}" for k, v in changed.items()) if changed else "")
     spec = ModelSpec(label, name, options)
-    profiles = profile_specs([spec], {}, InputChoice(batch=batch, seed=seed, max_memory=max_memory), strict, device)
+    choice = InputChoice(inputs, input_shape, batch, seed=seed, max_memory=max_memory)
+    profiles = profile_specs([spec], {}, choice, strict, device)
     groupings = views(per_stage, per_block, per_type, per_layer or layer_depth is not None)
     render_models(profiles, groupings, fmt, output, unit, raw, layer_depth)
 
@@ -538,6 +541,7 @@ def detector_command(
     head_depth: Annotated[int | None, typer.Option("--head-depth", help="3x3 convs in each head tower.")] = None,
     norm: Annotated[str | None, typer.Option("--norm", help="The head towers' norm: gn or none.")] = None,
     num_classes: NumClassesOption = None,
+    inputs: InputOption = None,
     input_shape: InputShapeOption = None,
     batch: BatchOption = None,
     per_part: Annotated[bool, typer.Option("--per-part", help="Per-part table: backbone, neck, head.")] = False,
@@ -580,7 +584,7 @@ def detector_command(
     if twice:
         raise UserError(f"{twice[0]} is given both in {name!r} and as an option: give it once")
     label = spec.text + ("," if ":" in spec.text else ":") * bool(flags) + ",".join(f"{k}={_spec_value(v)}" for k, v in flags.items())
-    choice = InputChoice(input_shape=input_shape, batch=batch, seed=seed, max_memory=max_memory)
+    choice = InputChoice(inputs, input_shape, batch, seed=seed, max_memory=max_memory)
     profiles = profile_specs([ModelSpec(label, spec.name, {**spec.options, **flags})], {}, choice, strict, device)
     groupings = [by for by, on in (("part", per_part), ("level", per_level)) if on]
     if per_stage or per_block or per_type or per_layer or depth is not None:
