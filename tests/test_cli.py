@@ -97,7 +97,7 @@ def test_resnet_command_takes_the_seed_backbone_options():
 
 
 def test_profile_layer_view_folds_to_depth():
-    result = invoke("profile", "resnet50", "--depth", "1", "--per-layer", "--format", "json")
+    result = invoke("profile", "resnet50", "--layer-depth", "1", "--per-layer", "--format", "json")
     rows = json.loads(result.stdout)["models"][0]["rows"]
     assert [r["name"] for r in rows] == ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "flatten", "fc"]
 

@@ -32,8 +32,12 @@ class GroupRow:
 
 
 def compare_totals(profiles: list[Profile]) -> list[TotalsRow]:
+    """One row per metric; trainable parameters too where any profile freezes some (``freeze_at``)."""
+    metrics = TOTAL_METRICS
+    if any(p.totals.frozen_params for p in profiles):
+        metrics = (*metrics[:3], "trainable_params", *metrics[3:])
     result = []
-    for metric in TOTAL_METRICS:
+    for metric in metrics:
         values = tuple(total_value(p, metric) for p in profiles)
         first = values[0]
         result.append(TotalsRow(metric, values, tuple(v / first if first else None for v in values)))

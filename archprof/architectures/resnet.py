@@ -195,6 +195,8 @@ class ResNet(Architecture):
         dcn_stages = tuple(sorted(set(dcn_stages)))
         for s in dcn_stages:
             check_choice("each of dcn_stages", s, (2, 3, 4, 5))
+        if not dcn_stages and (modulated_dcn or deformable_groups != 1):
+            raise ValueError("modulated_dcn and deformable_groups shape deformable convs: give dcn_stages (e.g. 3,4,5) too")
         block_name, _ = DEPTHS[depth]
         if block_name == "BasicBlock" and (groups != 1 or width_per_group != 64 or stride_in_1x1):
             raise ValueError(f"resnet{depth} uses basic blocks: groups, width_per_group and stride_in_1x1 apply to depths 50, 101, 152")

@@ -10,6 +10,7 @@ import sys
 import warnings
 
 import typer
+import typer.main
 
 from archprof.analysis.profile import ArchprofNotice
 from archprof.cli import commands
@@ -41,9 +42,54 @@ app.command("report")(commands.report_command)
 app.command("list")(commands.list_command)
 
 
+def repeated_option(argv: list[str]) -> str | None:
+    """The error for a single-valued option given twice in ``argv``, else None.
+
+    click keeps the last of ``--input-shape A --input-shape B`` without a word; only options
+    declared repeatable (``--input``) may be given more than once.
+    """
+    group = typer.main.get_command(app)
+    start = next((i for i, token in enumerate(argv) if not token.startswith("-")), len(argv))
+    command = getattr(group, "commands", {}).get(argv[start]) if start < len(argv) else None
+    if command is None:
+        return None
+    options = {name: param for param in command.params if param.param_type_name == "option"
+               for name in (*param.opts, *param.secondary_opts)}
+    seen: dict[str, str] = {}
+    tokens = iter(argv[start + 1:])
+    for token in tokens:
+        if token == "--":
+            break
+        name, attached = token, False
+        if token.startswith("--") and "=" in token:
+            name, attached = token.split("=", 1)[0], True
+        elif token.startswith("-") and not token.startswith("--") and len(token) > 2:
+            name, attached = token[:2], True  # -fcsv
+        param = options.get(name)
+        if param is None:
+            continue
+        if not (param.is_flag or param.count or attached):
+            next(tokens, None)  # its value, which may itself look like an option
+        if param.multiple or param.count:
+            continue
+        if param.name in seen:
+            first = seen[param.name]
+            if (first in param.secondary_opts) != (name in param.secondary_opts):  # --stride-in-1x1 and --stride-in-3x3
+                return f"{first} and {name} are both given: give one"
+            option = max(param.opts, key=len)
+            several = " (several inputs: repeat --input)" if option == "--input-shape" else ""
+            return f"{option} is given twice: give it once{several}"
+        seen[param.name] = name
+    return None
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the command line on ``argv`` and return its exit code (what ``main`` exits with)."""
     commands.SETTINGS.verbose = False
+    repeated = repeated_option(list(sys.argv[1:] if argv is None else argv))
+    if repeated is not None:
+        print(f"archprof: error: {repeated}", file=sys.stderr)
+        return 2
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ArchprofNotice)  # the commands print notices as one line each

@@ -125,6 +125,16 @@ DeviceOption = Annotated[
 ]
 
 
+LayerDepthOption = Annotated[int | None, typer.Option("--layer-depth", help="Fold the layer view to N levels of the module tree.")]
+# `--depth` sets a ResNet's depth under `resnet`; under the other commands it is refused, not read as --layer-depth.
+NoDepthOption = Annotated[int | None, typer.Option("--depth", hidden=True)]
+
+
+def refuse_depth(command: str, depth: int | None, network: str = "`archprof resnet --depth N` or a name such as resnet101") -> None:
+    if depth is not None:
+        raise UserError(f"{command} has no --depth: --layer-depth N folds the layer view; a ResNet's depth is {network}")
+
+
 def views(per_stage: bool, per_block: bool, per_type: bool, per_layer: bool) -> list[str]:
     """The grouped tables asked for; none asked means stage, block and type."""
     chosen = [by for by, on in (("stage", per_stage), ("block", per_block), ("type", per_type), ("layer", per_layer)) if on]
@@ -132,6 +142,15 @@ def views(per_stage: bool, per_block: bool, per_type: bool, per_layer: bool) -> 
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
+    """One shape, ``1x3x224x224`` or ``1,3,224,224``; a mix of the two is refused, not read as one long shape."""
+    if "," in text and ("x" in text or "X" in text):
+        pieces = [piece.strip() for piece in text.split(",")]
+        if len(pieces) > 1 and all("x" in piece.lower() for piece in pieces):
+            raise UserError(
+                f"--input-shape {text!r} holds {len(pieces)} shapes ({' and '.join(pieces)}): it is one input's shape; "
+                f"give several inputs as --input {' --input '.join(pieces)}"
+            )
+        raise UserError(f"--input-shape {text!r} mixes 'x' and ',' separators: write one shape as 1x3x224x224 or 1,3,224,224")
     parts = text.replace("x", ",").replace("X", ",").split(",")
     try:
         shape = tuple(int(p) for p in parts if p.strip())
@@ -176,8 +195,10 @@ def inputs_for(model: Any, spec: ModelSpec, choice: InputChoice) -> Inputs:
     texts = list(spec.inputs) or list(choice.inputs or [])
     if texts and choice.input_shape is not None:
         raise UserError("give --input or --input-shape, not both")
-    if (texts or choice.input_shape is not None) and spec.factory and choice.resolution is not None:
-        raise UserError("--resolution sets a user model's input size: give it or --input/--input-shape, not both")
+    if (texts or choice.input_shape is not None) and (choice.resolution is not None or ("resolution" in spec.options and not spec.factory)):
+        raise UserError("--resolution sets the input size: give it or --input/--input-shape, not both")
+    if (texts or choice.input_shape is not None) and choice.seq_len is not None:
+        raise UserError("--seq-len sets the default input's length: give it or --input/--input-shape, not both")
     if texts:
         try:
             inputs = inputs_from_specs([parse_input(t) for t in texts])
@@ -214,6 +235,9 @@ def profile_specs(
 
         if not torch.cuda.is_available():
             raise UserError("--device cuda: CUDA is not available on this machine")
+    if device is Device.meta and (choice.seed or choice.max_memory is not None):
+        # the meta device allocates nothing and draws no values: both are for a real forward
+        raise UserError(f"{'--seed' if choice.seed else '--max-memory'} is for a real forward: --device meta runs none")
     max_memory = parse_size(choice.max_memory)
     profiles = []
     for spec in specs:
@@ -378,12 +402,13 @@ def profile_command(
     per_block: PerBlock = False,
     per_type: PerType = False,
     per_layer: PerLayer = False,
-    depth: Annotated[int | None, typer.Option("--depth", help="Fold the layer view to N levels of the module tree.")] = None,
+    layer_depth: LayerDepthOption = None,
+    depth: NoDepthOption = None,
     device: DeviceOption = None,
     checkpoint: Annotated[str | None, typer.Option("--checkpoint", help="Check that a weights-only checkpoint fits the model first.")] = None,
     latency: Annotated[bool, typer.Option("--latency", help="Also measure real per-layer latency (on cpu, or cuda with --device cuda).")] = False,
-    warmup: Annotated[int, typer.Option("--warmup", help="Untimed forwards before --latency measures.")] = 3,
-    repeats: Annotated[int, typer.Option("--repeats", help="Timed forwards for --latency (the median is shown).")] = 10,
+    warmup: Annotated[int | None, typer.Option("--warmup", help="Untimed forwards before --latency measures (default 3).")] = None,
+    repeats: Annotated[int | None, typer.Option("--repeats", help="Timed forwards for --latency, the median shown (default 10).")] = None,
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
     unit: UnitOption = Unit.macs,
@@ -391,13 +416,19 @@ def profile_command(
     strict: StrictOption = False,
 ) -> None:
     """Profile one architecture: totals and the grouped tables asked for."""
-    if depth is not None and depth < 1:
-        raise UserError(f"--depth must be >= 1, got {depth}")
+    refuse_depth("profile", depth)
+    if layer_depth is not None and layer_depth < 1:
+        raise UserError(f"--layer-depth must be >= 1, got {layer_depth}")
     if output is not None:
         check_writable(output)
     spec = parse_spec(name)
+    if not latency and (warmup is not None or repeats is not None):
+        raise UserError(f"{'--warmup' if warmup is not None else '--repeats'} is for --latency: add --latency")
+    warmup, repeats = 3 if warmup is None else warmup, 10 if repeats is None else repeats
     if warmup < 0 or repeats < 1:
         raise UserError(f"--warmup must be >= 0 and --repeats >= 1, got {warmup} and {repeats}")
+    if latency and device is Device.meta:
+        raise UserError("--latency times a real forward: --device cpu or cuda, not meta")
     overrides = model_options(width, resolution, num_classes)
     count_on = None if latency and device is Device.cuda else device  # counts do not depend on the device
     choice = InputChoice(inputs, input_shape, batch, resolution, seq_len, seed, max_memory)
@@ -406,10 +437,10 @@ def profile_command(
     if latency:
         from archprof.analysis.latency import measure_latency
 
-        model = build_from_spec(spec, "cpu", overrides)
+        model = build_from_spec(spec, "cpu", builder_options(spec, overrides, choice))
         latencies = [measure_latency(model, profiles[0], device.value if device is Device.cuda else "cpu", warmup, repeats)]
-    groupings = views(per_stage, per_block, per_type or latency, per_layer or depth is not None)
-    render_models(profiles, groupings, fmt, output, unit, raw, depth, latencies)
+    groupings = views(per_stage, per_block, per_type or latency, per_layer or layer_depth is not None)
+    render_models(profiles, groupings, fmt, output, unit, raw, layer_depth, latencies)
 
 
 @reports_user_errors
@@ -425,14 +456,14 @@ def resnet_command(
     deformable_groups: Annotated[int, typer.Option("--deformable-groups")] = 1,
     freeze_at: Annotated[int, typer.Option("--freeze-at", help="Freeze the stem and stages up to N (the seed's FREEZE_CONV_BODY_AT).")] = 0,
     backbone: Annotated[bool, typer.Option("--backbone", help="Stage features only: no pooling, no fc.")] = False,
-    resolution: Annotated[int, typer.Option("--resolution", help="Input height and width.")] = 224,
-    num_classes: Annotated[int, typer.Option("--num-classes")] = 1000,
+    resolution: Annotated[int | None, typer.Option("--resolution", help="Input height and width (default 224).")] = None,
+    num_classes: Annotated[int | None, typer.Option("--num-classes", help="Classifier outputs (default 1000).")] = None,
     batch: BatchOption = None,
     per_stage: PerStage = False,
     per_block: PerBlock = False,
     per_type: PerType = False,
     per_layer: PerLayer = False,
-    layer_depth: Annotated[int | None, typer.Option("--layer-depth", help="Fold the layer view to N levels.")] = None,
+    layer_depth: LayerDepthOption = None,
     input_shape: InputShapeOption = None,
     inputs: InputOption = None,
     seed: SeedOption = 0,
@@ -445,16 +476,23 @@ def resnet_command(
     strict: StrictOption = False,
 ) -> None:
     """Profile a ResNet of the seed's backbone family with its options."""
+    if layer_depth is not None and layer_depth < 1:
+        raise UserError(f"--layer-depth must be >= 1, got {layer_depth}")
     if output is not None:
         check_writable(output)
     try:
         dcn = [int(s) for s in dcn_stages.replace("+", ",").split(",") if s.strip()]
     except ValueError:
         raise UserError(f"--dcn-stages {dcn_stages!r} is not a list of stage numbers like 3,4,5") from None
+    if backbone and num_classes is not None:
+        raise UserError("--num-classes sets the classifier, which --backbone leaves out: give one")
+    if resolution is not None and (input_shape is not None or inputs):
+        raise UserError("--resolution sets the input size: give it or --input/--input-shape, not both")
     options: dict[str, Any] = dict(
         norm=norm, stride_in_1x1=stride_in_1x1, groups=groups, width_per_group=width_per_group, stages=stages,
         dcn_stages=dcn, modulated_dcn=modulated_dcn, deformable_groups=deformable_groups, freeze_at=freeze_at,
-        backbone=backbone, num_classes=num_classes, resolution=resolution,
+        backbone=backbone, num_classes=1000 if num_classes is None else num_classes,
+        resolution=224 if resolution is None else resolution,
     )
     name = f"resnet{depth}"
     if name not in list_models():
@@ -550,7 +588,8 @@ def detector_command(
     per_block: PerBlock = False,
     per_type: PerType = False,
     per_layer: PerLayer = False,
-    depth: Annotated[int | None, typer.Option("--depth", help="Fold the layer view to N levels of the module tree.")] = None,
+    layer_depth: LayerDepthOption = None,
+    depth: NoDepthOption = None,
     seed: SeedOption = 0,
     max_memory: MaxMemoryOption = None,
     device: DeviceOption = None,
@@ -562,8 +601,9 @@ def detector_command(
 ) -> None:
     """Profile a one-stage detector (backbone, FPN neck, head shared across levels): totals, then
     per part and per pyramid level; the default input is the papers' 1x3x800x1333."""
-    if depth is not None and depth < 1:
-        raise UserError(f"--depth must be >= 1, got {depth}")
+    refuse_depth("detector", depth, "--backbone resnet101")
+    if layer_depth is not None and layer_depth < 1:
+        raise UserError(f"--layer-depth must be >= 1, got {layer_depth}")
     if output is not None:
         check_writable(output)
     spec = parse_spec(name)
@@ -587,9 +627,9 @@ def detector_command(
     choice = InputChoice(inputs, input_shape, batch, seed=seed, max_memory=max_memory)
     profiles = profile_specs([ModelSpec(label, spec.name, {**spec.options, **flags})], {}, choice, strict, device)
     groupings = [by for by, on in (("part", per_part), ("level", per_level)) if on]
-    if per_stage or per_block or per_type or per_layer or depth is not None:
-        groupings += views(per_stage, per_block, per_type, per_layer or depth is not None)
-    render_models(profiles, groupings or ["part", "level"], fmt, output, unit, raw, depth)
+    if per_stage or per_block or per_type or per_layer or layer_depth is not None:
+        groupings += views(per_stage, per_block, per_type, per_layer or layer_depth is not None)
+    render_models(profiles, groupings or ["part", "level"], fmt, output, unit, raw, layer_depth)
 
 
 @reports_user_errors

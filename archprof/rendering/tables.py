@@ -39,6 +39,7 @@ TOTAL_LABELS = {
     "macs": ("MACs", "macs"),
     "flops": ("FLOPs", "flops"),
     "params": ("parameters", "params"),
+    "trainable_params": ("trainable parameters", "params"),
     "activations": ("activations", "activations"),
     "peak_activation_bytes": ("peak activation memory", "bytes"),
     "materialized_peak_bytes": ("largest materialized tensor (V2 paper, 16-bit)", "bytes"),
