@@ -10,7 +10,7 @@ TORCH := torch==2.13.0
 $(BIN)/archprof: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[test,plot,hf]'
+	$(BIN)/pip install --quiet -e '.[test,plot,hf,notebook]'
 	touch $@
 
 install: $(BIN)/archprof

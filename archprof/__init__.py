@@ -3,11 +3,13 @@
 from archprof.analysis import (
     GROUPINGS,
     ArchprofNotice,
+    Comparison,
     Profile,
     ProfileError,
     Row,
     Totals,
     UncountedOpsError,
+    compare,
     profile,
 )
 from archprof.architectures import build_model, list_models, register_model
@@ -17,6 +19,7 @@ from archprof.tracing.inputs import Inputs, InputSpec
 __all__ = [
     "GROUPINGS",
     "ArchprofNotice",
+    "Comparison",
     "Cost",
     "InputSpec",
     "Inputs",
@@ -26,6 +29,7 @@ __all__ = [
     "Totals",
     "UncountedOpsError",
     "build_model",
+    "compare",
     "list_models",
     "profile",
     "register_cost_rule",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from archprof.analysis.profile import Profile, Row
+from archprof.analysis.profile import DEFAULT_GROUPINGS, Profile, Row, _groupings, _pandas, _unit, profile
 
 TOTAL_METRICS = (
     "macs", "flops", "params", "activations", "peak_activation_bytes", "materialized_peak_bytes", "arithmetic_intensity",
@@ -60,3 +62,111 @@ def compare_groups(profiles: list[Profile], by: str, metric: str = "macs", depth
         )
         result.append(GroupRow(name, rows, shares))
     return result
+
+
+@dataclass
+class Comparison:
+    """Profiles side by side: each total with its ratio to the first profile's, and each grouping's
+    rows with their shares. What ``archprof compare`` prints, as data."""
+
+    profiles: list[Profile]
+    by: tuple[str, ...] = DEFAULT_GROUPINGS
+    unit: str = "macs"  # the metric of the groupings' values and shares
+    depth: int | None = None  # folds the layer view
+    totals: list[TotalsRow] = field(init=False)
+    groups: dict[str, list[GroupRow]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not self.profiles:
+            raise ValueError("a comparison needs at least one profile")
+        self.by = tuple(_groupings(self.by))
+        self.unit = _unit(self.unit)
+        self.totals = compare_totals(self.profiles)
+        self.groups = {by: compare_groups(self.profiles, by, self.unit, self.depth if by == "layer" else None) for by in self.by}
+
+    def ratio(self, metric: str = "macs") -> tuple[float | None, ...]:
+        """Each profile's ``metric`` over the first profile's."""
+        row = next((r for r in self.totals if r.metric == metric), None)
+        if row is None:
+            raise ValueError(f"unknown metric {metric!r} (choose from {', '.join(r.metric for r in self.totals)})")
+        return row.ratios
+
+    def __repr__(self) -> str:
+        from archprof.rendering.writers import count_text
+
+        macs = next(r for r in self.totals if r.metric == "macs")
+        shown = [f"{p.model} {count_text(v)}" + (f" ({ratio:.3f}x)" if i and ratio is not None else "")
+                 for i, (p, v, ratio) in enumerate(zip(self.profiles, macs.values, macs.ratios, strict=True))]
+        return f"<Comparison of {len(self.profiles)} profiles, MACs: {', '.join(shown)}; groupings: {', '.join(self.by)}>"
+
+    def _repr_html_(self) -> str:
+        return self._text("html", list(self.by[:1]), raw=False)
+
+    def to_dataframe(self, by: str = "totals") -> Any:
+        """``"totals"``: one row per metric, a column per profile and its ratio to the first; a
+        grouping: one row per group, each profile's value (of ``unit``) and share."""
+        pandas = _pandas("Comparison.to_dataframe")
+        names = [p.model for p in self.profiles]
+        if by == "totals":
+            columns = ["metric", *names, *(f"{n} / {names[0]}" for n in names[1:])]
+            rows = [[r.metric, *r.values, *r.ratios[1:]] for r in self.totals]
+            return pandas.DataFrame(rows, columns=columns)
+        groups = self.groups[by] if by in self.groups else compare_groups(self.profiles, by, self.unit, self.depth)
+        columns = [by, *(f"{n} {self.unit}" for n in names), *(f"{n} share" for n in names)]
+        rows = [[g.name, *(None if r is None else getattr(r, self.unit) for r in g.rows), *g.shares] for g in groups]
+        return pandas.DataFrame(rows, columns=columns)
+
+    def to_csv(self) -> str:
+        """The CSV ``archprof compare --format csv`` writes."""
+        from archprof.rendering.writers import models_to_csv
+
+        return models_to_csv(self.profiles, list(self.by), self.depth)
+
+    def to_latex(self, raw: bool = False) -> str:
+        """The booktabs tables ``archprof compare --format latex`` writes."""
+        return self._text("latex", list(self.by), raw)
+
+    def to_markdown(self, raw: bool = False) -> str:
+        return self._text("markdown", list(self.by), raw)
+
+    def _text(self, fmt: str, groupings: list[str], raw: bool) -> str:
+        from archprof.rendering.tables import model_tables
+        from archprof.rendering.writers import TEXT_WRITERS, to_html
+
+        writer = to_html if fmt == "html" else TEXT_WRITERS[fmt]
+        return writer(model_tables(self.profiles, groupings, self.unit, self.depth), raw)
+
+
+def compare(
+    models: Sequence[Any],
+    input_shape: Sequence[int] | None = None,
+    *,
+    inputs: Any = None,
+    by: str | Sequence[str] = DEFAULT_GROUPINGS,
+    unit: str = "macs",
+    depth: int | None = None,
+    device: str | None = None,
+    strict: bool = False,
+) -> Comparison:
+    """Profile ``models`` at the same input and compare them (``archprof compare`` from Python).
+
+    Each model is a :class:`Profile` (taken as it is), an ``nn.Module``, or a name the command line
+    takes (``"resnet50"``, ``"mobilenet_v2:width=0.5"``, ``"pkg.mod:factory"``, ``"mobilenet_v2@1x3x160x160"``).
+    ``input_shape``, ``inputs``, ``device`` and ``strict`` are :func:`~archprof.profile`'s.
+    """
+    profiles = [m if isinstance(m, Profile) else _profile_one(m, input_shape, inputs, device, strict) for m in models]
+    return Comparison(profiles, tuple(_groupings(by)), unit, depth)
+
+
+def _profile_one(model: Any, input_shape: Sequence[int] | None, inputs: Any, device: str | None, strict: bool) -> Profile:
+    if not isinstance(model, str):
+        return profile(model, input_shape, inputs=inputs, device=device, strict=strict)
+    from archprof.architectures.spec import build_from_spec, parse_spec
+    from archprof.tracing.inputs import inputs_from_specs, parse_input
+
+    spec = parse_spec(model)
+    own = inputs_from_specs([parse_input(text) for text in spec.inputs]) if spec.inputs else None
+    return profile(
+        build_from_spec(spec, "meta"), None if own else input_shape, inputs=own or inputs, device=device, strict=strict,
+        name=spec.text, build=lambda: build_from_spec(spec, "cpu"),
+    )

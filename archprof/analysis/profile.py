@@ -34,6 +34,7 @@ from archprof.tracing.state import ModuleSnapshot
 from archprof.tracing.tracer import OpEvent, Tracer
 
 GROUPINGS = ("layer", "block", "stage", "type", "part", "level")
+DEFAULT_GROUPINGS = ("stage", "block", "type")  # what `archprof profile` shows when no view is asked for
 ROOT = "(model)"
 
 
@@ -213,6 +214,75 @@ class Profile:
     def materialized_peak_bytes(self, bytes_per_element: int = 2) -> int:
         """The largest materialized tensor: the max row of the V2 paper's Table 3."""
         return max((r.bytes for r in self.materialized_memory(bytes_per_element)), default=0)
+
+    # --- in a notebook: the same data and text the command line prints -----------------------
+
+    def __repr__(self) -> str:
+        from archprof.rendering.writers import count_text
+
+        t = self.totals
+        shapes = ", ".join("x".join(map(str, shape)) for shape in self.input_shapes)
+        uncounted = f", {sum(self.uncounted.values())} uncounted ops" if self.uncounted else ""
+        return (f"<Profile {self.model}: {count_text(t.macs)} MACs, {count_text(t.flops)} FLOPs, "
+                f"{count_text(t.params)} params; input {shapes or 'none'} ({self.dtype}) on {self.device}{uncounted}>")
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def to_html(self, by: str = "stage", unit: str = "macs", depth: int | None = None) -> str:
+        """The totals and the ``by`` grouping as HTML tables."""
+        return self._text("html", [by], unit, depth, raw=False)
+
+    def to_dataframe(self, by: str = "stage", depth: int | None = None) -> Any:
+        """``group(by, depth)`` as a pandas DataFrame: one row per group, one column per summed field."""
+        pandas = _pandas("Profile.to_dataframe")
+        rows = self.group(by, depth)
+        return pandas.DataFrame([[r.name, *(getattr(r, k) for k in SUMMED)] for r in rows], columns=[by, *SUMMED])
+
+    def to_csv(self, by: str | Sequence[str] = DEFAULT_GROUPINGS, depth: int | None = None) -> str:
+        """The CSV ``archprof profile --format csv`` writes (``by``: its views, stage, block and type by default)."""
+        from archprof.rendering.writers import models_to_csv
+
+        return models_to_csv([self], _groupings(by), depth)
+
+    def to_latex(self, by: str | Sequence[str] = DEFAULT_GROUPINGS, unit: str = "macs", depth: int | None = None,
+                 raw: bool = False) -> str:
+        """The booktabs tables ``archprof profile --format latex`` writes."""
+        return self._text("latex", _groupings(by), unit, depth, raw)
+
+    def to_markdown(self, by: str | Sequence[str] = DEFAULT_GROUPINGS, unit: str = "macs", depth: int | None = None,
+                    raw: bool = False) -> str:
+        """The tables ``archprof profile --format markdown`` writes."""
+        return self._text("markdown", _groupings(by), unit, depth, raw)
+
+    def _text(self, fmt: str, groupings: list[str], unit: str, depth: int | None, raw: bool) -> str:
+        from archprof.rendering.tables import model_tables
+        from archprof.rendering.writers import TEXT_WRITERS, to_html
+
+        writer = to_html if fmt == "html" else TEXT_WRITERS[fmt]
+        return writer(model_tables([self], groupings, _unit(unit), depth), raw)
+
+
+def _groupings(by: str | Sequence[str]) -> list[str]:
+    chosen = [by] if isinstance(by, str) else list(by)
+    unknown = [g for g in chosen if g not in GROUPINGS]
+    if unknown or not chosen:
+        raise ValueError(f"unknown grouping {unknown[0] if unknown else by!r} (choose from {', '.join(GROUPINGS)})")
+    return chosen
+
+
+def _unit(unit: str) -> str:
+    if unit not in ("macs", "flops"):
+        raise ValueError(f"unit must be 'macs' or 'flops', got {unit!r}")
+    return unit
+
+
+def _pandas(what: str) -> Any:
+    try:
+        import pandas
+    except ImportError:
+        raise ImportError(f"{what} needs pandas: pip install pandas") from None
+    return pandas
 
 
 def _module_tables(model: nn.Module) -> tuple[dict[int, str], dict[str, nn.Module]]:

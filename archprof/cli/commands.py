@@ -13,12 +13,13 @@ from typing import Annotated, Any
 
 import typer
 
-from archprof.analysis.profile import ProfileError, UncountedOpsError, profile
+from archprof.analysis.compare import compare
+from archprof.analysis.profile import DEFAULT_GROUPINGS, ProfileError, UncountedOpsError, profile
 from archprof.architectures import list_models, model_entry
 from archprof.architectures.spec import ModelSpec, SpecError, build_from_spec, parse_spec
 from archprof.cli.guard import UserCodeExit, user_code_guard
 from archprof.rendering.output import OutputError, check_writable, emit, results
-from archprof.rendering.tables import blocks_tables, crosscheck_tables, group_table, latency_tables, totals_table
+from archprof.rendering.tables import blocks_tables, crosscheck_tables, model_tables
 from archprof.rendering.writers import (
     blocks_to_csv,
     blocks_to_json,
@@ -138,7 +139,7 @@ def refuse_depth(command: str, depth: int | None, network: str = "`archprof resn
 def views(per_stage: bool, per_block: bool, per_type: bool, per_layer: bool) -> list[str]:
     """The grouped tables asked for; none asked means stage, block and type."""
     chosen = [by for by, on in (("stage", per_stage), ("block", per_block), ("type", per_type), ("layer", per_layer)) if on]
-    return chosen or ["stage", "block", "type"]
+    return chosen or list(DEFAULT_GROUPINGS)
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -306,18 +307,11 @@ def render_models(
     depth: int | None,
     latencies: list | None = None,
 ) -> None:
-    def tables() -> list:
-        made = [totals_table(profiles)]
-        made += [group_table(profiles, by, unit.value, depth if by == "layer" else None) for by in groupings]
-        for report in latencies or []:
-            made += latency_tables(report, "layer" in groupings)
-        return made
-
     emit_as(
         fmt, output, raw,
         json=lambda: models_to_json(profiles, groupings, depth, latencies),
         csv=lambda: models_to_csv(profiles, groupings, depth, latencies),
-        tables=tables,
+        tables=lambda: model_tables(profiles, groupings, unit.value, depth, latencies),
     )
 
 
@@ -378,12 +372,13 @@ def compare_command(
         raise UserError(f"--plot {plot}: the figure must end in .svg or .png")
     specs = [parse_spec(m) for m in models]
     choice = InputChoice(inputs, input_shape, batch, None, seq_len, seed, max_memory)
-    profiles = profile_specs(specs, {}, choice, strict, device)
+    comparison = compare(profile_specs(specs, {}, choice, strict, device), by=views(per_stage, per_block, per_type, per_layer),
+                         unit=unit.value)
     if plot is not None:
         from archprof.rendering.figures import draw, stage_figure
 
-        draw(stage_figure(profiles, unit.value), plot)
-    render_models(profiles, views(per_stage, per_block, per_type, per_layer), fmt, output, unit, raw, None)
+        draw(stage_figure(comparison.profiles, unit.value), plot)
+    render_models(comparison.profiles, list(comparison.by), fmt, output, unit, raw, comparison.depth)
 
 
 @reports_user_errors

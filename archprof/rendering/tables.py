@@ -105,6 +105,19 @@ def group_table(profiles: list[Profile], by: str, unit: str = "macs", depth: int
     return table
 
 
+def model_tables(
+    profiles: list[Profile], groupings: list[str], unit: str = "macs", depth: int | None = None,
+    latencies: list[LatencyReport] | None = None,
+) -> list[Table]:
+    """What ``profile``, ``resnet``, ``detector`` and ``compare`` lay out: the totals, one table per
+    grouping (``depth`` folds the layer view), then the measured latency of each model if any."""
+    made = [totals_table(profiles)]
+    made += [group_table(profiles, by, unit, depth if by == "layer" else None) for by in groupings]
+    for report in latencies or []:
+        made += latency_tables(report, "layer" in groupings)
+    return made
+
+
 def blocks_tables(comparison: BlockComparison) -> list[Table]:
     """The traced costs with each block type's share of its network, then the closed forms."""
     s = comparison.shapes

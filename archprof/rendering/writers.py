@@ -42,6 +42,12 @@ def format_cell(value: Any, unit: str | None, scale: tuple[int, str], raw: bool)
     return f"{value / divisor:,.3f}" if divisor > 1 else f"{int(value):,}"
 
 
+def count_text(value: float) -> str:
+    """One count in the tables' K/M/G units: ``4.089 G``."""
+    scale = scale_of([value])
+    return f"{format_cell(value, 'macs', scale, False)} {scale[1]}".rstrip()
+
+
 def header_of(column: Column, scale: tuple[int, str], raw: bool) -> str:
     if column.unit in COUNT_UNITS and not raw:
         prefix = scale[1] + ("B" if column.unit == "bytes" else "")
@@ -139,6 +145,22 @@ def to_latex(tables: list[Table], raw: bool) -> str:
         out += [f"\\par\\footnotesize {latex_escape(n)}" for n in table.notes]
         out += ["\\end{table}", ""]
     return "\n".join(out)
+
+
+def to_html(tables: list[Table], raw: bool) -> str:
+    """Plain HTML tables (a notebook's ``_repr_html_``): the cells the other writers print."""
+    from html import escape
+
+    out = []
+    for table in tables:
+        headers, rows = formatted(table, raw)
+        align = ["left" if c.unit is None else "right" for c in table.columns]
+        out.append(f"<table><caption style=\"text-align: left\"><b>{escape(table.title)}</b></caption>")
+        out.append("<thead><tr>" + "".join(f'<th style="text-align: {a}">{escape(h)}</th>' for h, a in zip(headers, align, strict=True)) + "</tr></thead><tbody>")
+        out += ["<tr>" + "".join(f'<td style="text-align: {a}">{escape(c)}</td>' for c, a in zip(r, align, strict=True)) + "</tr>" for r in rows]
+        out.append("</tbody></table>")
+        out += [f"<p><small>{escape(n)}</small></p>" for n in table.notes]
+    return "\n".join(out) + "\n"
 
 
 # --- data exports --------------------------------------------------------------------------------
