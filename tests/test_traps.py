@@ -13,6 +13,8 @@ REFUSED = [
     # `--depth` is the network's depth under `resnet`; under `profile` it once folded the layer view
     (["profile", "resnet50", "--depth", "101"],
      "profile has no --depth: --layer-depth N folds the layer view; a ResNet's depth is `archprof resnet --depth N` or a name such as resnet101"),
+    (["profile", "resnet50", "--depth", "abc"],  # the refusal, whatever the value, not an integer parse error
+     "profile has no --depth: --layer-depth N folds the layer view; a ResNet's depth is `archprof resnet --depth N` or a name such as resnet101"),
     (["detector", "fcos", "--depth", "2"],
      "detector has no --depth: --layer-depth N folds the layer view; a ResNet's depth is --backbone resnet101"),
     # two shapes in one --input-shape once parsed as one 8-D shape and the error blamed the model
@@ -92,3 +94,11 @@ def test_freeze_at_shows_as_trainable_parameters(capsys):
     # ResNet-50: 25,557,032 parameters; the stem and conv2_x (frozen at 2) hold 225,344 of them
     assert "| parameters | 25557032 |" in out
     assert "| trainable parameters | 25331688 |" in out
+
+
+def test_an_options_value_that_looks_like_an_option_is_not_counted_as_one():
+    from archprof.cli.app import repeated_option
+
+    assert repeated_option(["profile", "resnet50", "-o", "--format", "--format", "csv"]) is None
+    assert repeated_option(["profile", "resnet50", "--input", "1x3x8x8", "--input", "1x3x8x8"]) is None
+    assert repeated_option(["-v", "profile", "resnet50", "--raw", "--raw"]) == "--raw is given twice: give it once"

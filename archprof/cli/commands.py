@@ -128,10 +128,10 @@ DeviceOption = Annotated[
 
 LayerDepthOption = Annotated[int | None, typer.Option("--layer-depth", help="Fold the layer view to N levels of the module tree.")]
 # `--depth` sets a ResNet's depth under `resnet`; under the other commands it is refused, not read as --layer-depth.
-NoDepthOption = Annotated[int | None, typer.Option("--depth", hidden=True)]
+NoDepthOption = Annotated[str | None, typer.Option("--depth", hidden=True)]  # any value: the refusal, not a parse error
 
 
-def refuse_depth(command: str, depth: int | None, network: str = "`archprof resnet --depth N` or a name such as resnet101") -> None:
+def refuse_depth(command: str, depth: str | None, network: str = "`archprof resnet --depth N` or a name such as resnet101") -> None:
     if depth is not None:
         raise UserError(f"{command} has no --depth: --layer-depth N folds the layer view; a ResNet's depth is {network}")
 
