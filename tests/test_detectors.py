@@ -308,6 +308,17 @@ def test_compare_takes_detectors_with_their_backbones(capsys):
     assert stages[-2:] == ["neck", "head"] and "stage5" in stages
 
 
+def test_compare_shows_detectors_per_part_and_per_level(capsys):
+    assert run(["compare", "fcos:backbone=resnet50", "fcos:backbone=mobilenet_v2", "--per-part", "--per-level", "-f", "json"]) == 0
+    for model in json.loads(capsys.readouterr().out)["models"]:
+        for by in ("part", "level"):
+            rows = [r for r in model["rows"] if r["grouping"] == by]
+            assert sum(r["macs"] for r in rows) == model["totals"]["macs"]
+        parts = [r["name"] for r in model["rows"] if r["grouping"] == "part"]
+        levels = [r["name"] for r in model["rows"] if r["grouping"] == "level"]
+        assert parts == ["backbone", "neck", "head"] and levels[1:6] == ["P3", "P4", "P5", "P6", "P7"]
+
+
 def test_list_shows_the_detectors(capsys):
     assert run(["list"]) == 0
     out = capsys.readouterr().out

@@ -102,6 +102,8 @@ PerStage = Annotated[bool, typer.Option("--per-stage", help="Per-stage table.")]
 PerBlock = Annotated[bool, typer.Option("--per-block", help="Per-block-type table.")]
 PerType = Annotated[bool, typer.Option("--per-type", help="Per-layer-type table.")]
 PerLayer = Annotated[bool, typer.Option("--per-layer", help="Per-layer table.")]
+PerPart = Annotated[bool, typer.Option("--per-part", help="Per-part table (detectors): backbone, neck, head.")]
+PerLevel = Annotated[bool, typer.Option("--per-level", help="Per-pyramid-level table (detectors; a shared head charged to the level it ran on).")]
 BatchOption = Annotated[int | None, typer.Option("--batch", help="Batch size of the input.")]
 InputShapeOption = Annotated[str | None, typer.Option("--input-shape", help="One float input's full shape, e.g. 1x3x224x224.")]
 InputOption = Annotated[
@@ -136,9 +138,13 @@ def refuse_depth(command: str, depth: str | None, network: str = "`archprof resn
         raise UserError(f"{command} has no --depth: --layer-depth N folds the layer view; a ResNet's depth is {network}")
 
 
-def views(per_stage: bool, per_block: bool, per_type: bool, per_layer: bool) -> list[str]:
+def views(
+    per_stage: bool, per_block: bool, per_type: bool, per_layer: bool, per_part: bool = False, per_level: bool = False
+) -> list[str]:
     """The grouped tables asked for; none asked means stage, block and type."""
-    chosen = [by for by, on in (("stage", per_stage), ("block", per_block), ("type", per_type), ("layer", per_layer)) if on]
+    asked = (("part", per_part), ("level", per_level), ("stage", per_stage), ("block", per_block), ("type", per_type),
+             ("layer", per_layer))
+    chosen = [by for by, on in asked if on]
     return chosen or list(DEFAULT_GROUPINGS)
 
 
@@ -347,6 +353,8 @@ def compare_command(
     per_block: PerBlock = False,
     per_type: PerType = False,
     per_layer: PerLayer = False,
+    per_part: PerPart = False,
+    per_level: PerLevel = False,
     batch: BatchOption = None,
     inputs: InputOption = None,
     input_shape: InputShapeOption = None,
@@ -372,8 +380,8 @@ def compare_command(
         raise UserError(f"--plot {plot}: the figure must end in .svg or .png")
     specs = [parse_spec(m) for m in models]
     choice = InputChoice(inputs, input_shape, batch, None, seq_len, seed, max_memory)
-    comparison = compare(profile_specs(specs, {}, choice, strict, device), by=views(per_stage, per_block, per_type, per_layer),
-                         unit=unit.value)
+    by = views(per_stage, per_block, per_type, per_layer, per_part, per_level)
+    comparison = compare(profile_specs(specs, {}, choice, strict, device), by=by, unit=unit.value)
     if plot is not None:
         from archprof.rendering.figures import draw, stage_figure
 
@@ -577,8 +585,8 @@ def detector_command(
     inputs: InputOption = None,
     input_shape: InputShapeOption = None,
     batch: BatchOption = None,
-    per_part: Annotated[bool, typer.Option("--per-part", help="Per-part table: backbone, neck, head.")] = False,
-    per_level: Annotated[bool, typer.Option("--per-level", help="Per-pyramid-level table (the shared head charged to the level it ran on).")] = False,
+    per_part: PerPart = False,
+    per_level: PerLevel = False,
     per_stage: PerStage = False,
     per_block: PerBlock = False,
     per_type: PerType = False,
