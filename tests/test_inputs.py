@@ -264,7 +264,7 @@ def test_a_real_forward_above_the_memory_limit_is_refused_before_it_allocates():
             return x if x.sum() > 0 else -x
 
     # 4 x 8192 x 8192 float32 = 1 GiB of input
-    with pytest.raises(archprof.ProfileError, match=r"needs at least 1\.00 GiB .* above the limit of 512\.0 MiB"):
+    with pytest.raises(archprof.ProfileError, match=r"needs at least 1\.00 GiB .* above the limit of 512\.00 MiB"):
         archprof.profile(Branchy(), (4, 8192, 8192), max_memory=512 * 2**20)
 
 
@@ -403,3 +403,142 @@ def test_crosscheck_takes_several_positional_inputs_and_refuses_keyword_ones(cap
     assert {p["name"]: p["total"] for p in check["peers"]}["fvcore"] == 168
     code, out, err = cli(capsys, "crosscheck", f"{factory}:build", "--input", "x=3x8", "--input", "y=3x6")
     assert (code, out) == (2, "") and "keyword inputs (x, y) cannot be cross-checked" in err and err.count("\n") == 1
+
+
+# --- what a reviewer broke, pinned -------------------------------------------------------------
+
+
+def test_seed_makes_a_factorys_real_forward_repeatable(capsys, tmp_path):
+    # the count of Linear g depends on how many rows of l(x) are positive: data and weights
+    factory = tmp_path / "dd.py"
+    factory.write_text(
+        "from torch import nn\n"
+        "class DD(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.l = nn.Linear(4, 4)\n"
+        "        self.g = nn.Linear(4, 4, bias=False)\n"
+        "    def forward(self, x):\n"
+        "        y = self.l(x)\n"
+        "        return self.g(y[y[:, 0] > 0])\n"
+        "def build():\n"
+        "    return DD()\n"
+    )
+    counts = set()
+    for _ in range(3):
+        code, out, err = cli(capsys, "profile", f"{factory}:build", "--input-shape", "100x4", "--seed", "7", "--device", "cpu",
+                             "--format", "csv")
+        assert code == 0, err
+        counts.add(total_macs(out))
+    assert len(counts) == 1
+
+
+class Anchors:
+    def __init__(self):
+        self.cache = {}
+
+    def get(self, x):
+        key = tuple(x.shape)
+        if key not in self.cache:
+            self.cache[key] = torch.zeros(x.shape[-1], device=x.device)
+        return self.cache[key]
+
+
+class WritesEverywhere(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.l = nn.Linear(4, 4)
+        self.anchors = Anchors()  # a helper object's cache, as torchvision's anchor generators keep
+        self.state = types.SimpleNamespace(step=0)
+        self.count = torch.zeros(())
+        self.nested = {"a": [torch.zeros(2)]}
+
+    def forward(self, x):
+        self.state.step += 1
+        self.count += 1
+        self.nested["a"][0].add_(1)
+        with torch.no_grad():
+            self.l.weight.add_(1)
+        return self.l(x) + self.anchors.get(x)
+
+
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_helper_objects_tensor_attributes_and_weights_written_by_forward_are_restored(device):
+    model = WritesEverywhere()
+    weight = model.l.weight.clone()
+    archprof.profile(model, (2, 4), device=device)
+    assert (model.anchors.cache, model.state.step, model.count.item(), model.nested["a"][0].tolist()) == ({}, 0, 0.0, [0.0, 0.0])
+    assert torch.equal(model.l.weight, weight)
+    assert model(torch.randn(2, 4)).shape == (2, 4)  # still usable: no meta tensor left in a cache
+
+
+def test_a_config_property_that_raises_does_not_fail_the_profile():
+    class PropertyConfig(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l = nn.Linear(2, 2)
+
+        @property
+        def config(self):
+            raise RuntimeError("no config")
+
+        def forward(self, x):
+            return self.l(x)
+
+    assert archprof.profile(PropertyConfig(), (1, 2)).config == {}
+
+
+def test_batch_resizes_named_tuples_and_any_mapping_is_an_input():
+    import collections
+
+    from archprof.tracing.inputs import Inputs, with_batch
+
+    pair = collections.namedtuple("Pair", "a b")
+    resized = with_batch(Inputs((pair(torch.randn(2, 8), InputSpec((2, 8))),)), 3)
+    assert resized.args[0] == pair(InputSpec((3, 8), torch.float32), InputSpec((3, 8)))
+
+    class FromMapping(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l = nn.Linear(8, 2, bias=False)
+
+        def forward(self, d):
+            return self.l(d["a"]).sum() + self.l(d["b"][0]).sum()
+
+    for device in ("meta", "cpu"):  # (2 + 1) rows x 8 x 2
+        inputs = (collections.UserDict(a=InputSpec((2, 8)), b=[torch.randn(1, 8)]),)
+        assert archprof.profile(FromMapping(), args=inputs, device=device).totals.macs == 3 * 8 * 2
+
+
+def test_lazy_buffers_and_data_dependent_lazy_models_are_profiled():
+    assert archprof.profile(nn.LazyBatchNorm2d(), (1, 2, 6, 6)).totals.flops == 2 * 72  # inference BN, 2 per element
+
+    class LazyThenBranch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l = nn.LazyLinear(4)
+            self.g = nn.Linear(4, 4)
+
+        def forward(self, x):
+            y = self.l(x)
+            return self.g(y) if y.sum() > -1e9 else y
+
+    with pytest.warns(archprof.ArchprofNotice):
+        assert archprof.profile(LazyThenBranch(), (2, 8)).totals.macs == 2 * 8 * 4 + 2 * 4 * 4
+
+
+def test_an_error_that_merely_mentions_meta_words_is_not_a_meta_limitation():
+    class Genuine(nn.Module):
+        def forward(self, x):
+            if x.shape[-1] != 4:
+                raise ValueError("metadata says 4 features")
+            return x
+
+    with pytest.raises(archprof.ProfileError, match=r"forward failed at input \[2, 5\] in \(model\) \(Genuine\): ValueError"):
+        archprof.profile(Genuine(), (2, 5))
+
+
+def test_a_models_own_input_in_compare_wins_over_the_global_one(capsys):
+    code, out, err = cli(capsys, "compare", "mobilenet_v2@1x3x160x160", "mobilenet_v2", "--input-shape", "1x3x96x96", "--format", "json")
+    assert code == 0, err
+    assert [m["input_shape"] for m in json.loads(out)["models"]] == [[1, 3, 160, 160], [1, 3, 96, 96]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -421,7 +422,10 @@ def _check_memory(model: nn.Module, inputs: Inputs, device: str, max_memory: int
 
 
 def _gib(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
 
 
 def _real_state(model: nn.Module, device: str, seed: int, build: Callable[[], nn.Module] | None) -> dict[str, torch.Tensor] | None:
@@ -436,7 +440,12 @@ def _real_state(model: nn.Module, device: str, seed: int, build: Callable[[], nn
     named = list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers(remove_duplicate=False))
     source = model
     if any(t.device.type == "meta" for _, t in named):
-        source = build() if build is not None else _initialized_copy(model, seed)
+        if build is None:
+            source = _initialized_copy(model, seed)
+        else:
+            with torch.random.fork_rng(devices=[]):  # the builder's own initialization, seeded
+                torch.manual_seed(seed)
+                source = build()
     real = dict(source.named_parameters(remove_duplicate=False)) | dict(source.named_buffers(remove_duplicate=False))
     buffers = {name for name, _ in model.named_buffers(remove_duplicate=False)}
     # Tied weights stay tied: every name of one of the model's tensors takes the real tensor of its
@@ -447,7 +456,8 @@ def _real_state(model: nn.Module, device: str, seed: int, build: Callable[[], nn
     missing = [name for name in first.values() if name not in real]
     if missing:
         raise ProfileError(f"the model built for the real forward has no tensor {missing[0]!r}")
-    moved = {name: real[name].detach().to(device, copy=name in buffers) for name in first.values()}
+    # The user's own tensors run as copies: a forward may write to its weights or buffers.
+    moved = {name: real[name].detach().to(device, copy=source is model or name in buffers) for name in first.values()}
     return {name: moved[first[id(t)]] for name, t in named}
 
 
@@ -484,22 +494,39 @@ def _meta_state(model: nn.Module) -> dict[str, torch.Tensor] | None:
 
 
 def materialize_lazy(model: nn.Module, inputs: Inputs) -> nn.Module:
-    """A copy of ``model`` with its lazy modules initialized, as their first forward would (on meta)."""
+    """A copy of ``model`` with its lazy modules initialized, as their first forward would: on meta,
+    or on the CPU (seeded inputs) when the model cannot run on meta. The user's model stays lazy."""
     lazy = [m for m in model.modules() if isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()]
     if not lazy:
         return model
-    copy = deepcopy(model)
-    for module in copy.modules():
-        for table, kind in ((module._parameters, UninitializedParameter), (module._buffers, UninitializedBuffer)):
-            for key, value in table.items():
-                if isinstance(value, kind):  # materialize on meta, not where the placeholder was made
-                    table[key] = kind(requires_grad=value.requires_grad, device="meta", dtype=value.dtype) if kind is UninitializedParameter else kind(device="meta", dtype=value.dtype)
-    meta_inputs = materialize(inputs, "meta", _dtype(copy) if not _has_uninitialized(copy) else torch.get_default_dtype())
     try:
-        with torch.no_grad():
-            copy(*meta_inputs.args, **meta_inputs.kwargs)
+        return _initialized_lazy_copy(model, inputs, "meta")
+    except Exception as err:
+        if not _is_meta_limitation(err):
+            raise ProfileError(f"cannot initialize the model's lazy modules at these inputs: {_one_line(err)}") from err
+    try:
+        return _initialized_lazy_copy(model, inputs, "cpu")
     except Exception as err:
         raise ProfileError(f"cannot initialize the model's lazy modules at these inputs: {_one_line(err)}") from err
+
+
+def _initialized_lazy_copy(model: nn.Module, inputs: Inputs, device: str) -> nn.Module:
+    # Placeholders cannot be deep-copied: the copy gets fresh ones on ``device`` in their place.
+    memo: dict[int, Any] = {}
+    for module in model.modules():
+        for value in module._parameters.values():
+            if isinstance(value, UninitializedParameter):
+                memo[id(value)] = UninitializedParameter(requires_grad=value.requires_grad, device=device, dtype=value.dtype)
+        for value in module._buffers.values():
+            if isinstance(value, UninitializedBuffer):
+                memo[id(value)] = UninitializedBuffer(device=device, dtype=value.dtype)
+    copy = deepcopy(model, memo)
+    if device == "meta":  # the initialized layers beside the lazy ones too
+        copy.to("meta")
+    dtype = torch.get_default_dtype() if _has_uninitialized(copy) else _dtype(copy)
+    used = materialize(inputs, device, dtype, vocabulary=vocabulary_size(copy))
+    with torch.no_grad():
+        copy(*used.args, **used.kwargs)
     return copy
 
 
@@ -514,7 +541,7 @@ def _is_meta_limitation(err: BaseException) -> bool:
     with no meta kernel and tensors made on another device all say so by naming the meta device;
     an error that would happen on any device (a shape mismatch, a bad argument) does not.
     """
-    return isinstance(err, NotImplementedError) or "meta" in str(err).lower()
+    return isinstance(err, NotImplementedError) or re.search(r"\bmeta\b", str(err), re.IGNORECASE) is not None
 
 
 @dataclass
@@ -670,7 +697,10 @@ def config_of(model: nn.Module) -> dict[str, Any]:
     ``to_dict()``) or any object (its public attributes); dtypes, devices and other values that are
     not JSON data become strings.
     """
-    config = getattr(model, "config", None)
+    try:
+        config = getattr(model, "config", None)
+    except Exception:  # a property that raises: the profile does not depend on it
+        return {}
     if config is None or isinstance(config, (nn.Module, torch.Tensor)):
         return {}
     try:

@@ -37,6 +37,8 @@ def parse_value(text: str) -> Any:
     """A Python literal (``ast.literal_eval``: ``None``, ``True``, ``0.5``, ``'x'``, ``(2, 3)``,
     ``[0.5, 1.0]``); ``true``/``false``/``none`` in any case; anything else is the bare word, a string."""
     stripped = text.strip()
+    if not stripped:
+        return ""
     words = {"true": True, "false": False, "none": None, "null": None}
     if stripped.lower() in words:
         return words[stripped.lower()]

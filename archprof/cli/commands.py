@@ -199,13 +199,19 @@ def inputs_for(model: Any, spec: ModelSpec, choice: InputChoice) -> Inputs:
     """The inputs of ``model``: its own (``name@...``), --input, --input-shape, or its default."""
     if choice.batch is not None and choice.batch < 1:
         raise UserError(f"batch must be >= 1, got {choice.batch}")
-    texts = list(spec.inputs) or list(choice.inputs or [])
-    if texts and choice.input_shape is not None:
-        raise UserError("give --input or --input-shape, not both")
-    if (texts or choice.input_shape is not None) and (choice.resolution is not None or ("resolution" in spec.options and not spec.factory)):
-        raise UserError("--resolution sets the input size: give it or --input/--input-shape, not both")
-    if (texts or choice.input_shape is not None) and choice.seq_len is not None:
-        raise UserError("--seq-len sets the default input's length: give it or --input/--input-shape, not both")
+    own = "resolution" in spec.options and not spec.factory
+    if spec.inputs:  # a model's own inputs (compare's MODEL@INPUT) win over the options for every model
+        if own:
+            raise UserError(f"{spec.text}: resolution= sets the input size: give it or @INPUT, not both")
+        texts = list(spec.inputs)
+    else:
+        texts = list(choice.inputs or [])
+        if texts and choice.input_shape is not None:
+            raise UserError("give --input or --input-shape, not both")
+        if (texts or choice.input_shape is not None) and (choice.resolution is not None or own):
+            raise UserError("--resolution sets the input size: give it or --input/--input-shape, not both")
+        if (texts or choice.input_shape is not None) and choice.seq_len is not None:
+            raise UserError("--seq-len sets the default input's length: give it or --input/--input-shape, not both")
     if texts:
         try:
             inputs = inputs_from_specs([parse_input(t) for t in texts])
@@ -219,10 +225,11 @@ def inputs_for(model: Any, spec: ModelSpec, choice: InputChoice) -> Inputs:
         default = getattr(model, "default_input_shape", None)
         if default is None:
             size = choice.resolution or 224
-            default = (1, 3, size, size)
+            default = (choice.batch or 1, 3, size, size)
             if choice.resolution is None:
+                shape = "x".join(map(str, default))
                 typer.echo(
-                    f"archprof: notice: {spec.text}: no input given; profiled at 1x3x224x224 (--input or --input-shape set one)",
+                    f"archprof: notice: {spec.text}: no input given; profiled at {shape} (--input or --input-shape set one)",
                     err=True,
                 )
         inputs = Inputs((InputSpec(tuple(default)),))
@@ -249,7 +256,7 @@ def profile_specs(
     profiles = []
     for spec in specs:
         options = builder_options(spec, overrides, choice)
-        model = build_from_spec(spec, device.value if device else "meta", options)
+        model = seeded(choice.seed, lambda spec=spec, options=options: build_from_spec(spec, device.value if device else "meta", options))
         if checkpoint is not None:
             from archprof.architectures.checkpoint import check_checkpoint
 
@@ -267,6 +274,16 @@ def profile_specs(
             typer.echo(f"archprof: notice: {spec.text}: {notice}", err=True)
         profiles.append(p)
     return profiles
+
+
+def seeded(seed: int, build: Callable[[], Any]) -> Any:
+    """``build()`` with torch's global generator seeded: a model built on a real device gets the
+    same initial weights for one --seed (profile() seeds its own rebuilds the same way)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
 
 
 def builder_options(spec: ModelSpec, overrides: dict[str, Any], choice: InputChoice) -> dict[str, Any]:

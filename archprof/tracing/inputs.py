@@ -207,13 +207,7 @@ def materialize(
             except (RuntimeError, OverflowError, ValueError, TypeError) as err:
                 message = (str(err).strip().splitlines() or [type(err).__name__])[0]
                 raise InputError(f"input {path}: {message}") from err
-        if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple keeps its type
-            return type(value)(*(make(v, f"{path}[{i}]") for i, v in enumerate(value)))
-        if isinstance(value, (tuple, list)):
-            return type(value)(make(v, f"{path}[{i}]") for i, v in enumerate(value))
-        if isinstance(value, dict):
-            return {k: make(v, f"{path}[{k!r}]".replace("'", '"')) for k, v in value.items()}
-        return value
+        return rebuilt(value, lambda v, i: make(v, f"{path}[{i!r}]".replace("'", '"')))
 
     return Inputs(
         tuple(make(v, f"args[{i}]") for i, v in enumerate(inputs.args)),
@@ -255,6 +249,23 @@ def _tensor(
     return torch.randint(low, high, spec.shape, generator=generator, dtype=dtype).to(device)
 
 
+def rebuilt(value: Any, each: Any) -> Any:
+    """``value`` with ``each(item, key)`` applied to the items of its lists, tuples (named ones keep
+    their type) and mappings (a dict subclass or ``UserDict`` keeps its type where it can); any
+    other value as it is."""
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(each(v, i) for i, v in enumerate(value)))
+    if isinstance(value, (tuple, list)):
+        return type(value)(each(v, i) for i, v in enumerate(value))
+    if isinstance(value, Mapping):
+        items = {k: each(v, k) for k, v in value.items()}
+        try:
+            return type(value)(items)
+        except Exception:  # a mapping type that cannot be built from a dict
+            return items
+    return value
+
+
 def describe(inputs: Inputs) -> str:
     """``[1, 3, 224, 224]`` for one positional tensor, else each tensor with its path and dtype."""
     found = list(inputs.tensors()) + list(inputs.specs())
@@ -271,10 +282,6 @@ def with_batch(inputs: Inputs, batch: int) -> Inputs:
             return InputSpec((batch, *value.shape[1:]) if value.shape else value.shape, value.dtype, value.low, value.high)
         if isinstance(value, torch.Tensor):
             return InputSpec((batch, *value.shape[1:]), value.dtype) if value.dim() else value
-        if isinstance(value, (tuple, list)):
-            return type(value)(resize(v) for v in value)
-        if isinstance(value, dict):
-            return {k: resize(v) for k, v in value.items()}
-        return value
+        return rebuilt(value, lambda v, i: resize(v))
 
     return Inputs(tuple(resize(v) for v in inputs.args), {k: resize(v) for k, v in inputs.kwargs.items()})

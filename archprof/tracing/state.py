@@ -4,12 +4,16 @@ A forward may cache tensors in plain attributes (torchvision's anchor generators
 lists, add attributes, swap a lazy module's class, or flip training flags. A :class:`ModuleSnapshot`
 taken before a forward attempt puts every module's attributes, its parameter, buffer and child
 tables, and the contents of the lists, dicts and sets it holds back as they were, on success and
-on failure. Parameters and buffers are not copied: the tracer never runs the user's own tensors
-through a forward that could write to them (it swaps in meta tensors or copies).
+on failure, along with the helper objects a module holds (their attributes) and the values of
+plain tensor attributes written in place. Parameters and buffers are not copied: the tracer never
+runs the user's own weights through a forward that could write to them (it swaps in meta tensors or
+copies).
 """
 
 from __future__ import annotations
 
+import functools
+import types
 from typing import Any
 
 import torch
@@ -23,29 +27,52 @@ class ModuleSnapshot:
     def __init__(self, model: nn.Module) -> None:
         self._modules: list[tuple[nn.Module, type, dict[str, Any]]] = []
         self._containers: list[tuple[Any, Any]] = []
+        self._objects: list[tuple[Any, dict[str, Any]]] = []
+        self._tensors: list[tuple[torch.Tensor, int, torch.Tensor]] = []
         seen: set[int] = set()
+        weights = {id(t) for m in model.modules() for t in [*m._parameters.values(), *m._buffers.values()]}
         for module in model.modules():
             attributes = dict(module.__dict__)
             self._modules.append((module, type(module), attributes))
-            for value in attributes.values():
-                self._save(value, seen, 0)
+            for key, value in attributes.items():
+                if key not in ("_parameters", "_buffers", "_modules"):
+                    self._save(value, seen, weights, 0)
+                else:
+                    self._save_container_only(value, seen)
 
-    def _save(self, value: Any, seen: set[int], depth: int) -> None:
-        if not isinstance(value, _CONTAINERS) or id(value) in seen or depth > _MAX_DEPTH:
+    def _save_container_only(self, table: dict, seen: set[int]) -> None:
+        if id(table) not in seen:
+            seen.add(id(table))
+            self._containers.append((table, dict(table)))
+
+    def _save(self, value: Any, seen: set[int], weights: set[int], depth: int) -> None:
+        if id(value) in seen or depth > _MAX_DEPTH or isinstance(value, nn.Module):
             return
-        seen.add(id(value))
-        if isinstance(value, list):
-            self._containers.append((value, list(value)))
-            items = value
-        elif isinstance(value, dict):
-            self._containers.append((value, dict(value)))
-            items = value.values()
+        if isinstance(value, torch.Tensor):
+            # a plain tensor attribute (an anchor cache, a step counter) that a forward may write in place
+            if id(value) not in weights and value.device.type != "meta" and not value.is_inference():
+                seen.add(id(value))
+                self._tensors.append((value, value._version, value.detach().clone()))
+            return
+        if isinstance(value, _CONTAINERS):
+            seen.add(id(value))
+            if isinstance(value, list):
+                self._containers.append((value, list(value)))
+                items = list(value)
+            elif isinstance(value, dict):
+                self._containers.append((value, dict(value)))
+                items = list(value.values())
+            else:
+                self._containers.append((value, set(value)))
+                items = []
+        elif _is_plain_object(value):  # a helper object the module holds (a cache, a state namespace)
+            seen.add(id(value))
+            self._objects.append((value, dict(vars(value))))
+            items = list(vars(value).values())
         else:
-            self._containers.append((value, set(value)))
-            items = ()
+            return
         for item in items:
-            if not isinstance(item, (torch.Tensor, nn.Module)):
-                self._save(item, seen, depth + 1)
+            self._save(item, seen, weights, depth + 1)
 
     def restore(self) -> None:
         for container, saved in self._containers:
@@ -54,8 +81,25 @@ class ModuleSnapshot:
             else:
                 container.clear()
                 container.update(saved)
+        for obj, attributes in self._objects:
+            vars(obj).clear()
+            vars(obj).update(attributes)
+        with torch.no_grad():
+            for tensor, version, saved in self._tensors:
+                if tensor._version != version:
+                    tensor.copy_(saved)
         for module, cls, attributes in self._modules:
             if type(module) is not cls:  # a lazy module becomes its eager class on its first forward
                 module.__class__ = cls
             module.__dict__.clear()
             module.__dict__.update(attributes)
+
+
+def _is_plain_object(value: Any) -> bool:
+    """An instance of a user class holding state in its ``__dict__``: not a class, function or
+    Python module, and not a torch object (whose state is not the model's to keep)."""
+    if isinstance(value, (type, types.ModuleType, types.FunctionType, types.MethodType, functools.partial)):
+        return False
+    if not hasattr(value, "__dict__") or not isinstance(getattr(value, "__dict__", None), dict):
+        return False
+    return not type(value).__module__.startswith("torch")
