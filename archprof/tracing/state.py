@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import functools
 import types
+from collections import OrderedDict
 from typing import Any
 
 import torch
 from torch import nn
 
 _CONTAINERS = (list, dict, set)
+_ATOMS = {bool, int, float, str, type(None), torch.dtype, torch.device, torch.Size}
 _MAX_DEPTH = 4  # nested containers deeper than this are not module state worth a copy
 
 
@@ -29,16 +31,24 @@ class ModuleSnapshot:
         self._containers: list[tuple[Any, Any]] = []
         self._objects: list[tuple[Any, dict[str, Any]]] = []
         self._tensors: list[tuple[torch.Tensor, int, torch.Tensor]] = []
+        self._empty: list[dict] = []  # tables empty before the forward: emptied again after it
         seen: set[int] = set()
         weights = {id(t) for m in model.modules() for t in [*m._parameters.values(), *m._buffers.values()]}
         for module in model.modules():
             attributes = dict(module.__dict__)
             self._modules.append((module, type(module), attributes))
             for key, value in attributes.items():
-                if key not in ("_parameters", "_buffers", "_modules"):
-                    self._save(value, seen, weights, 0)
-                else:
+                kind = type(value)
+                if kind in _ATOMS:  # most of a module's attributes: flags, sizes, names
+                    continue
+                if (kind is dict or kind is OrderedDict) and not value:  # an empty table (hooks, caches)
+                    if id(value) not in seen:
+                        seen.add(id(value))
+                        self._empty.append(value)
+                elif key in ("_parameters", "_buffers", "_modules"):
                     self._save_container_only(value, seen)
+                else:
+                    self._save(value, seen, weights, 0)
 
     def _save_container_only(self, table: dict, seen: set[int]) -> None:
         if id(table) not in seen:
@@ -75,6 +85,9 @@ class ModuleSnapshot:
             self._save(item, seen, weights, depth + 1)
 
     def restore(self) -> None:
+        for table in self._empty:
+            if table:
+                table.clear()
         for container, saved in self._containers:
             if isinstance(container, list):
                 container[:] = saved
