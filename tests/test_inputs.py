@@ -153,6 +153,8 @@ def test_input_specs_parse_as_the_readme_writes_them(text, name, spec):
         ("1x8:int64:5..5", "is empty"),
         ("2nd=1x8", "is not an argument name"),
         ("1x3x32x32,1x1x32x32", "the shape must be integers"),
+        ("ids=8x32:int64:int32", "two dtypes"),
+        ("ids=8x32:int64:0..5:1..3", "two value ranges"),
     ],
 )
 def test_bad_input_specs_are_one_line_errors(text, message):
@@ -166,7 +168,9 @@ def test_factory_options_are_python_literals():
         "weights": None, "pretrained": True, "size": (2, 3), "scales": [0.5, 1.0], "name": "abc", "t": "a,b", "n": -2,
         "f": 1000.0, "w": ["x", "y"],
     }
-    assert parse_options("flag=true,other=FALSE,missing=none") == {"flag": True, "other": False, "missing": None}
+    assert parse_options("flag=true,other=FALSE,missing=none,empty=") == {"flag": True, "other": False, "missing": None, "empty": ""}
+    with pytest.raises(ValueError, match="option 'a' is given twice"):
+        parse_options("a=1,a=2")
     spec = parse_spec("torchvision.models.detection:fasterrcnn_resnet50_fpn:weights=None,weights_backbone=None")
     assert spec.factory and spec.options == {"weights": None, "weights_backbone": None}
     spec = parse_spec("mobilenet_v2:width=0.5@1x3x160x160")

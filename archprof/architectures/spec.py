@@ -81,6 +81,8 @@ def parse_options(text: str) -> dict[str, Any]:
         key, sep, value = part.partition("=")
         if not sep or not key.strip():
             raise SpecError(f"option {part!r} is not key=value")
+        if key.strip() in options:
+            raise SpecError(f"option {key.strip()!r} is given twice")
         options[key.strip()] = parse_value(value)
     return options
 

@@ -176,7 +176,7 @@ def parse_size(text: str | None) -> int | None:
     """``8GB``, ``512MiB``, ``1.5G`` or a number of bytes."""
     if text is None:
         return None
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?(?:[eE]\d+)?)\s*([a-zA-Z]*)\s*", text)
     if not match or match[2].lower() not in SIZE_UNITS:
         raise UserError(f"--max-memory {text!r} is not a size like 8GB, 512MiB or 1000000")
     return int(float(match[1]) * SIZE_UNITS[match[2].lower()])

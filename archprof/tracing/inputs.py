@@ -117,7 +117,7 @@ def _keyword_dict(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return dict(kwargs)
 
 
-def _walk(value: Any, path: str, kind: type) -> Iterator[tuple[str, Any]]:
+def _walk(value: Any, path: str, kind: type | tuple[type, ...]) -> Iterator[tuple[str, Any]]:
     if isinstance(value, kind):
         yield path, value
     elif isinstance(value, (tuple, list)):
@@ -152,8 +152,12 @@ def parse_input(text: str) -> tuple[str | None, InputSpec]:
     for extra in extras:
         bounds = re.fullmatch(r"(-?\d+)\.\.(-?\d+)", extra)
         if bounds:
+            if high is not None:
+                raise InputError(f"input {text!r}: two value ranges")
             low, high = int(bounds[1]), int(bounds[2])
         elif extra.lower() in DTYPES:
+            if dtype is not None:
+                raise InputError(f"input {text!r}: two dtypes")
             dtype = DTYPES[extra.lower()]
         else:
             known = ", ".join(sorted(DTYPES))
@@ -268,7 +272,7 @@ def rebuilt(value: Any, each: Any) -> Any:
 
 def describe(inputs: Inputs) -> str:
     """``[1, 3, 224, 224]`` for one positional tensor, else each tensor with its path and dtype."""
-    found = list(inputs.tensors()) + list(inputs.specs())
+    found = [*_walk(inputs.args, "args", (torch.Tensor, InputSpec)), *_walk(inputs.kwargs, "kwargs", (torch.Tensor, InputSpec))]
     if len(found) == 1 and found[0][0] == "args[0]":
         return str(list(found[0][1].shape))
     return ", ".join(f"{path} {list(t.shape)} {str(t.dtype or 'float').replace('torch.', '')}" for path, t in found)
