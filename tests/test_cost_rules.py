@@ -428,3 +428,30 @@ def test_sorting_selection_and_search_cost_their_comparisons_whatever_the_data()
     assert p.totals.flops == SORT_AND_SELECT_FLOPS
     negated = (-inputs[0].abs(), *inputs[1:])  # no element above 0: nonzero finds nothing, costs the same
     assert archprof.profile(SortAndSelect(), inputs=negated, device="cpu").totals.flops == SORT_AND_SELECT_FLOPS
+
+
+# --- matrix-vector forms, gated and shrinking activations, losses -------------------------------
+
+
+class MoreForms(nn.Module):
+    def forward(self, x, y, logits, v, m, target):
+        torch.addmv(v, m, v)  # 6 x 6 = 36 MACs, + 6 adds: 78 FLOPs
+        torch.addr(m, v, v)  # outer product into m: 36 MACs, 72 FLOPs
+        torch.addbmm(m, x, y)  # 3 x (6 x 6 x 6) = 648 MACs, + 36 adds: 1,332 FLOPs
+        F.glu(x, -1)  # 54 outputs x 5 = 270
+        F.celu(x)  # 108 x 5 = 540
+        F.hardshrink(x)  # 108 x 2 = 216
+        F.mse_loss(x, y)  # 108 x 2 + 108 (mean) = 324
+        F.nll_loss(logits, target)  # 4 gathers + 4 adds = 8
+        F.smooth_l1_loss(x, y)  # 108 x 5 + 108 = 648
+        F.binary_cross_entropy_with_logits(x, y)  # 108 x 7 + 108 = 864
+        return x
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_matrix_vector_forms_gates_shrinks_and_losses_cost_their_closed_forms(device):
+    inputs = (torch.randn(3, 6, 6), torch.randn(3, 6, 6), torch.randn(4, 10), torch.randn(6), torch.randn(6, 6),
+              torch.zeros(4, dtype=torch.long))
+    p = archprof.profile(MoreForms(), inputs=inputs, device=device, strict=True)
+    assert p.totals.macs == 36 + 36 + 648
+    assert p.totals.flops == 78 + 72 + 1332 + 270 + 540 + 216 + 324 + 8 + 648 + 864

@@ -186,6 +186,28 @@ def vector_product_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost:
     return Cost(macs, 2 * macs)
 
 
+@register_cost_rule(_packets_of("addmv", "addmv_"), category="matmul")
+def addmv_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost:
+    # beta * self + alpha * (mat @ vec): the matrix-vector product plus one add per output.
+    macs = args[1].numel()
+    return Cost(macs, 2 * macs + out.numel())
+
+
+@register_cost_rule(_packets_of("addr", "addr_"), category="matmul")
+def addr_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost:
+    # beta * self + alpha * outer(vec1, vec2): one multiply-accumulate into self per element.
+    macs = args[1].numel() * args[2].numel()
+    return Cost(macs, 2 * macs)
+
+
+@register_cost_rule(_packets_of("addbmm", "addbmm_"), category="matmul")
+def addbmm_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost:
+    # beta * self + alpha * sum_b (batch1[b] @ batch2[b]): the batched product, summed into self.
+    b, n, m = args[1].shape
+    macs = b * n * m * args[2].shape[-1]
+    return Cost(macs, 2 * macs + out.numel())
+
+
 # --- attention ---------------------------------------------------------------------------------
 
 FUSED_ATTENTION_OPS = (
@@ -269,6 +291,9 @@ per_element(3, "activation", _packets_of("softplus", "prelu", "_prelu_kernel"))
 per_element(3, "activation", _packets_of("log_sigmoid_forward"), first_output_only=True)
 per_element(1, "reduction", _packets_of("cumsum", "cumprod"))  # one add (multiply) per element of the running total
 per_element(1, "activation", _packets_of("tanh", "tanh_"))
+per_element(5, "activation", _packets_of("celu", "celu_"))  # as ELU: compare, exp, subtract, scale, select
+per_element(2, "activation", _packets_of("hardshrink", "softshrink"))  # compare, then select or subtract
+per_element(5, "activation", _packets_of("glu"))  # per output: the gate's sigmoid (4) and the product (1)
 per_element(
     1,
     "elementwise",
@@ -337,6 +362,38 @@ def moment_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
 def norm_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
     # square and accumulate per input element (the root per output is negligible and not counted).
     return Cost(0, 2 * args[0].numel())
+
+
+# --- losses --------------------------------------------------------------------------------------
+# An element-wise loss is its per-element terms plus, reduced (mean or sum), one add per element.
+
+
+def _reduced(args: tuple, kwargs: dict, position: int) -> bool:
+    reduction = kwargs.get("reduction", args[position] if len(args) > position else 1)
+    return reduction != 0  # at::Reduction: 0 none, 1 mean, 2 sum
+
+
+def _register_loss(names: Sequence[str], per_element_flops: int, reduction_position: int) -> None:
+    def cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+        n = args[0].numel()
+        return Cost(0, per_element_flops * n + (n if _reduced(args, kwargs, reduction_position) else 0))
+
+    register_cost_rule(_packets_of(*names), "loss")(cost)
+
+
+_register_loss(["mse_loss"], 2, 2)  # subtract, square
+_register_loss(["l1_loss"], 2, 2)  # subtract, absolute value
+_register_loss(["smooth_l1_loss", "huber_loss"], 5, 2)  # subtract, abs, compare, square or subtract, scale
+_register_loss(["binary_cross_entropy"], 6, 3)  # two logs, two products, the complement, the sum (weight at 3)
+_register_loss(["binary_cross_entropy_with_logits"], 7, 4)  # a log-sigmoid (3) and the products above
+
+
+@register_cost_rule(_packets_of("nll_loss_forward", "nll_loss2d_forward"), category="loss", first_output_only=True)
+def nll_loss_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    # nll_loss(self, target, weight, reduction, ignore_index): a gather per target, negated and,
+    # reduced, summed: 2 per target element (the weighting adds none it cannot see in the shapes).
+    targets = args[1].numel()
+    return Cost(0, targets + (targets if _reduced(args, kwargs, 3) else 0))
 
 
 # --- sorting, selection, searching and indexing -------------------------------------------------
