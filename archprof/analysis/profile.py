@@ -303,7 +303,32 @@ def _stage_lookup(model: nn.Module, by_path: dict[str, nn.Module]) -> dict[str, 
     return stages
 
 
-def _module_infos(model: nn.Module, by_path: dict[str, nn.Module]) -> dict[str, ModuleInfo]:
+# Attributes a module declares for itself and its descendants, the innermost declaration winning.
+DECLARED = ("archprof_block", "archprof_layer_type", "archprof_part", "archprof_level")
+
+
+def _declarations(by_path: dict[str, nn.Module]) -> dict[str, dict[str, Any]]:
+    """Per module path, each of :data:`DECLARED` as the module or its nearest ancestor sets it.
+
+    One pass from the model down (``named_modules`` lists parents first), reading each attribute
+    from the instance or its class without ``nn.Module.__getattr__``'s slow path for a miss.
+    """
+    declared: dict[str, dict[str, Any]] = {}
+    for path, module in by_path.items():
+        parent = declared.get(path.rpartition(".")[0]) if path else None
+        own = module.__dict__
+        cls = type(module)
+        values = {name: own.get(name) or getattr(cls, name, None) for name in DECLARED}
+        for name, value in values.items():
+            if isinstance(value, property):  # declared by a property: its value, through the instance
+                values[name] = getattr(module, name, None)
+        declared[path] = {name: value or (parent[name] if parent else None) for name, value in values.items()}
+    return declared
+
+
+def _module_infos(
+    model: nn.Module, by_path: dict[str, nn.Module], declared: dict[str, dict[str, Any]]
+) -> dict[str, ModuleInfo]:
     stages = _stage_lookup(model, by_path)
     seen: set[int] = set()  # a shared parameter is counted once, at its first owner (as named_parameters)
     infos = {}
@@ -319,42 +344,31 @@ def _module_infos(model: nn.Module, by_path: dict[str, nn.Module]) -> dict[str, 
             if b is not None and id(b) not in seen:
                 seen.add(id(b))
                 buffers += b.numel()
-        chain = _ancestors(path, by_path)
-        block = next((getattr(m, "archprof_block", None) for m in chain if getattr(m, "archprof_block", None)), None)
-        if block is None:
-            block = stages[path] if isinstance(model, Architecture) or not path else type(chain[-2]).__name__
-        declared = next((m.archprof_layer_type for m in chain if getattr(m, "archprof_layer_type", None)), None)
-        part = next((m.archprof_part for m in chain if getattr(m, "archprof_part", None)), ROOT)
+        own = declared[path]
+        block = own["archprof_block"]
+        if block is None:  # an architecture's stage, else the class of the model's top-level child
+            block = stages[path] if isinstance(model, Architecture) or not path else type(by_path[path.split(".")[0]]).__name__
+        part = own["archprof_part"] or ROOT
         infos[path] = ModuleInfo(
             path=path,
             cls=type(module).__name__,
             block=block,
             stage=stages[path],
-            layer_type=declared or module_layer_type(module) or "other",
+            layer_type=own["archprof_layer_type"] or module_layer_type(module) or "other",
             params=params,
             trainable_params=trainable,
             buffers=buffers,
             part=part,
-            level=next((m.archprof_level for m in chain if getattr(m, "archprof_level", None)), part),
+            level=own["archprof_level"] or part,
         )
     return infos
 
 
-def _ancestors(path: str, by_path: dict[str, nn.Module]) -> list[nn.Module]:
-    """The module at ``path`` and its ancestors, innermost first, the model last."""
-    parts = path.split(".") if path else []
-    return [by_path[".".join(parts[:i])] for i in range(len(parts), -1, -1)]
-
-
-def _op_types(ops: list[OpEvent], by_path: dict[str, nn.Module]) -> list[str]:
+def _op_types(ops: list[OpEvent], by_path: dict[str, nn.Module], declared: dict[str, dict[str, Any]]) -> list[str]:
     """An op's layer type: a type declared by its module or an ancestor (a deformable conv's
     offset conv is part of the deformable conv), else its leaf layer's class (the mean inside an
     AdaptiveAvgPool2d is pooling), else what the op itself is (``a + b`` is element-wise)."""
-    cache: dict[str, str | None] = {}
-    for path in {op.module for op in ops}:
-        chain = _ancestors(path, by_path)
-        declared = next((m.archprof_layer_type for m in chain if getattr(m, "archprof_layer_type", None)), None)
-        cache[path] = declared or module_layer_type(chain[0])
+    cache = {path: declared[path]["archprof_layer_type"] or module_layer_type(by_path[path]) for path in {op.module for op in ops}}
     return [cache[op.module] or op.category for op in ops]
 
 
@@ -639,6 +653,7 @@ def profile(
     except InputError as err:
         raise ProfileError(str(err)) from None
     trace, used = run.trace, run.inputs
+    declarations = _declarations(by_path)
     materialized = [("input", tuple(t.shape)) for _, t in used.tensors()] + trace.module_outputs
     result = Profile(
         model=name or getattr(original, "archprof_name", None) or type(original).__name__,
@@ -647,8 +662,8 @@ def profile(
         dtype=str(_dtype(model)).replace("torch.", ""),
         device=run.device,
         ops=trace.events,
-        op_types=_op_types(trace.events, by_path),
-        modules=_module_infos(model, by_path),
+        op_types=_op_types(trace.events, by_path, declarations),
+        modules=_module_infos(model, by_path, declarations),
         peak_activation_bytes=peak_live_bytes(trace),
         materialized_tensors=materialized,
         notices=notices,
