@@ -33,13 +33,12 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
 from archprof.analysis.profile import ROOT, Profile, ProfileError, profile
 from archprof.tracing.inputs import Inputs, InputSpec, as_inputs, materialize, vocabulary_size
 from archprof.tracing.rules import FUSED_ATTENTION_OPS
 from archprof.tracing.state import ModuleSnapshot
-from archprof.tracing.tracer import OpEvent, Tracer
+from archprof.tracing.tracer import OpEvent, Tracer, running_tracer
 
 MAX_INPUT_ELEMENTS = 2**28  # 1 GiB of float32: the peers each run a real forward on it
 INPUT_SEED = 0  # one seeded input for every tool, so data-dependent paths agree
@@ -633,11 +632,10 @@ PEERS: list[tuple[str, str, Runner, Predictor]] = [
 
 def _running_tracer() -> Tracer:
     """archprof's tracer of the forward now running: its op count places a call in the trace."""
-    for mode in _get_current_dispatch_mode_stack():
-        tracer = getattr(mode, "tracer", None)
-        if isinstance(tracer, Tracer):
-            return tracer
-    raise RuntimeError("crosscheck: no archprof trace is running")
+    tracer = running_tracer()
+    if tracer is None:
+        raise RuntimeError("crosscheck: no archprof trace is running")
+    return tracer
 
 
 def _positional(module: nn.Module, args: tuple, kwargs: dict) -> tuple:

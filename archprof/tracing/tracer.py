@@ -157,6 +157,14 @@ class _WholeOps(TorchFunctionMode):
         return out
 
 
+_RUNNING: list[Tracer] = []  # the tracers whose forward is running, innermost last
+
+
+def running_tracer() -> Tracer | None:
+    """The tracer whose forward is running now (for observers such as crosscheck's hooks)."""
+    return _RUNNING[-1] if _RUNNING else None
+
+
 class Tracer:
     """Runs ``model(*inputs)`` and returns its :class:`Trace`."""
 
@@ -208,6 +216,7 @@ class Tracer:
         # layers' fused fast path, one opaque op; the regular path is what every device can cost.
         fastpath = torch.backends.mha.get_fastpath_enabled()
         torch.backends.mha.set_fastpath_enabled(False)
+        _RUNNING.append(self)
         try:
             with torch.no_grad(), _Recorder(self), _WholeOps(self):
                 if state is None:
@@ -215,6 +224,7 @@ class Tracer:
                 else:  # functional_call swaps in the state for the call without touching the user's module
                     out = torch.func.functional_call(self.model, state, args, kwargs)
         finally:
+            _RUNNING.pop()
             pre.remove()
             post.remove()
             torch.backends.mha.set_fastpath_enabled(fastpath)
