@@ -546,3 +546,15 @@ def test_a_models_own_input_in_compare_wins_over_the_global_one(capsys):
     code, out, err = cli(capsys, "compare", "mobilenet_v2@1x3x160x160", "mobilenet_v2", "--input-shape", "1x3x96x96", "--format", "json")
     assert code == 0, err
     assert [m["input_shape"] for m in json.loads(out)["models"]] == [[1, 3, 160, 160], [1, 3, 96, 96]]
+
+
+def test_resnet_and_detector_take_input_too(capsys):
+    # batch 2 at 160: resnet50's MACs scale with positions; the 2048 x 1000 fc runs once per image
+    code, out, err = cli(capsys, "resnet", "--depth", "50", "--input", "2x3x160x160", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["models"][0]["input_shape"] == [2, 3, 160, 160]
+    code, out, err = cli(capsys, "resnet", "--depth", "50", "--input-shape", "2x3x160x160", "--format", "csv")
+    assert code == 0 and total_macs(out) == 4_174_643_200
+    code, out, err = cli(capsys, "detector", "fcos", "--input", "1x3x512x512", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["models"][0]["input_shape"] == [1, 3, 512, 512]

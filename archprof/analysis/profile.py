@@ -378,7 +378,7 @@ def _resolve_inputs(model: nn.Module, input_shape: Sequence[int] | None, given: 
     if input_shape is None:
         declared = getattr(model, "archprof_inputs", None)
         if declared is not None:
-            return declared if isinstance(declared, Inputs) else as_inputs(declared)
+            return as_inputs(declared)
         input_shape = getattr(model, "default_input_shape", None)
         if input_shape is None:
             raise ProfileError("this model has no default input: pass input_shape or inputs")

@@ -220,7 +220,7 @@ def inputs_for(model: Any, spec: ModelSpec, choice: InputChoice) -> Inputs:
     elif choice.input_shape is not None:
         inputs = Inputs((InputSpec(parse_shape(choice.input_shape)),))
     elif getattr(model, "archprof_inputs", None) is not None:
-        inputs = as_inputs(model.archprof_inputs) if not isinstance(model.archprof_inputs, Inputs) else model.archprof_inputs
+        inputs = as_inputs(model.archprof_inputs)
     else:
         default = getattr(model, "default_input_shape", None)
         if default is None:
@@ -512,8 +512,9 @@ def resnet_command(
         norm=norm, stride_in_1x1=stride_in_1x1, groups=groups, width_per_group=width_per_group, stages=stages,
         dcn_stages=dcn, modulated_dcn=modulated_dcn, deformable_groups=deformable_groups, freeze_at=freeze_at,
         backbone=backbone, num_classes=1000 if num_classes is None else num_classes,
-        resolution=224 if resolution is None else resolution,
     )
+    if resolution is not None:  # else the builder's default; an --input sets the size instead
+        options["resolution"] = resolution
     name = f"resnet{depth}"
     if name not in list_models():
         raise UserError(f"--depth must be one of 18, 34, 50, 101, 152, got {depth}")
