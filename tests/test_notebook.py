@@ -87,10 +87,10 @@ def test_compare_holds_the_profiles_and_the_ratios(comparison):
     assert [p.model for p in comparison.profiles] == ["resnet50", "mobilenet_v2"]
     assert [p.totals.macs for p in comparison.profiles] == [RESNET50_MACS, MOBILENET_V2_MACS]
     assert comparison.ratio("macs") == (1.0, MOBILENET_V2_MACS / RESNET50_MACS)
-    assert comparison.by == ("stage", "block", "type")
-    assert [g.name for g in comparison.groups["stage"]][:2] == ["stem", "conv2_x"]
+    assert comparison.by == ("stride", "block", "type")  # two families: the stages lined up by output stride
+    assert [g.name for g in comparison.groups["stride"]][:3] == ["stem", "/2", "/4"]
     assert repr(comparison) == (
-        "<Comparison of 2 profiles, MACs: resnet50 4.089 G, mobilenet_v2 300.774 M (0.074x); groupings: stage, block, type>"
+        "<Comparison of 2 profiles, MACs: resnet50 4.089 G, mobilenet_v2 300.774 M (0.074x); groupings: stride, block, type>"
     )
 
 
@@ -113,9 +113,10 @@ def test_compare_to_dataframe_totals_and_grouping(comparison):
     assert list(totals.columns) == ["metric", "resnet50", "mobilenet_v2", "mobilenet_v2 / resnet50"]
     macs = totals.set_index("metric").loc["macs"]
     assert (macs["resnet50"], macs["mobilenet_v2"]) == (RESNET50_MACS, MOBILENET_V2_MACS)
-    stages = comparison.to_dataframe("stage")
-    assert stages["stage"].tolist() == [g.name for g in comparison.groups["stage"]]
-    assert "<b>per stage</b>" in comparison._repr_html_()
+    strides = comparison.to_dataframe("stride")
+    assert strides["stride"].tolist() == [g.name for g in comparison.groups["stride"]]
+    assert strides["stages"].tolist()[:3] == ["stem | stem", "- | stage1", "conv2_x | stage2"]
+    assert "<b>per stage, by output stride</b>" in comparison._repr_html_()
 
 
 def test_compare_of_a_user_module_profiles_it_at_the_input_given():

@@ -6,7 +6,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from archprof.analysis.profile import DEFAULT_GROUPINGS, Profile, Row, _groupings, _pandas, _unit, profile
+from archprof.analysis.profile import (
+    DEFAULT_GROUPINGS,
+    ROOT,
+    Profile,
+    Row,
+    _groupings,
+    _pandas,
+    _unit,
+    profile,
+    stride_order,
+)
 
 TOTAL_METRICS = (
     "macs", "flops", "params", "activations", "peak_activation_bytes", "materialized_peak_bytes", "arithmetic_intensity",
@@ -32,6 +42,11 @@ class GroupRow:
     rows: tuple[Row | None, ...]  # one per profile; None where that profile has no such group
     shares: tuple[float | None, ...]  # the row's fraction of that profile's total of the metric
 
+    @property
+    def stages(self) -> str:
+        """The stride grouping: the stages each profile's row regroups, "conv2_x | stage2" ("-": none)."""
+        return " | ".join(", ".join(r.stages) if r else "-" for r in self.rows)
+
 
 def compare_totals(profiles: list[Profile]) -> list[TotalsRow]:
     """One row per metric; trainable parameters too where any profile freezes some (``freeze_at``)."""
@@ -52,6 +67,8 @@ def compare_groups(profiles: list[Profile], by: str, metric: str = "macs", depth
     names: list[str] = []
     for rows in grouped:
         names += [n for n in rows if n not in names]
+    if by == "stride":  # /2 of one model and /4 of the other: in the order the image flows
+        names.sort(key=stride_order)
     totals = [getattr(p.totals, metric) for p in profiles]
     result = []
     for name in names:
@@ -62,6 +79,17 @@ def compare_groups(profiles: list[Profile], by: str, metric: str = "macs", depth
         )
         result.append(GroupRow(name, rows, shares))
     return result
+
+
+def lined_up(profiles: list[Profile], by: Sequence[str]) -> list[str]:
+    """``by`` with "stage" read as "stride" where the models' stages have different names (ResNet's
+    conv2_x, MobileNet's stage2) and every model has a spatial input: stages of different families
+    share a row when they end at the same output stride. Same-family models keep their stage names."""
+    names = {frozenset(info.stage for info in p.modules.values()) - {ROOT} for p in profiles}
+    spatial = all(any(len(i.shape) >= 3 for i in p.inputs) for p in profiles)
+    if len(names) < 2 or not spatial:
+        return list(by)
+    return list(dict.fromkeys("stride" if g == "stage" else g for g in by))
 
 
 @dataclass
@@ -114,7 +142,10 @@ class Comparison:
         groups = self.groups[by] if by in self.groups else compare_groups(self.profiles, by, self.unit, self.depth)
         columns = [by, *(f"{n} {self.unit}" for n in names), *(f"{n} share" for n in names)]
         rows = [[g.name, *(None if r is None else getattr(r, self.unit) for r in g.rows), *g.shares] for g in groups]
-        return pandas.DataFrame(rows, columns=columns)
+        frame = pandas.DataFrame(rows, columns=columns)
+        if by == "stride":  # the stages each row regroups, per model
+            frame.insert(1, "stages", [g.stages for g in groups])
+        return frame
 
     def to_csv(self) -> str:
         """The CSV ``archprof compare --format csv`` writes."""
@@ -142,7 +173,7 @@ def compare(
     input_shape: Sequence[int] | None = None,
     *,
     inputs: Any = None,
-    by: str | Sequence[str] = DEFAULT_GROUPINGS,
+    by: str | Sequence[str] | None = None,
     unit: str = "macs",
     depth: int | None = None,
     device: str | None = None,
@@ -152,10 +183,11 @@ def compare(
 
     Each model is a :class:`Profile` (taken as it is), an ``nn.Module``, or a name the command line
     takes (``"resnet50"``, ``"mobilenet_v2:width=0.5"``, ``"pkg.mod:factory"``, ``"mobilenet_v2@1x3x160x160"``).
-    ``input_shape``, ``inputs``, ``device`` and ``strict`` are :func:`~archprof.profile`'s.
+    ``input_shape``, ``inputs``, ``device`` and ``strict`` are :func:`~archprof.profile`'s. ``by``
+    defaults to stage, block and type, the stages lined up by output stride across families (:func:`lined_up`).
     """
     profiles = [m if isinstance(m, Profile) else _profile_one(m, input_shape, inputs, device, strict) for m in models]
-    return Comparison(profiles, tuple(_groupings(by)), unit, depth)
+    return Comparison(profiles, tuple(_groupings(lined_up(profiles, DEFAULT_GROUPINGS) if by is None else by)), unit, depth)
 
 
 def _profile_one(model: Any, input_shape: Sequence[int] | None, inputs: Any, device: str | None, strict: bool) -> Profile:

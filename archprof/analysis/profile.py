@@ -34,7 +34,7 @@ from archprof.tracing.inputs import (
 from archprof.tracing.state import ModuleSnapshot
 from archprof.tracing.tracer import OpEvent, Tracer
 
-GROUPINGS = ("layer", "block", "stage", "type", "part", "level")
+GROUPINGS = ("layer", "block", "stage", "type", "part", "level", "stride")
 DEFAULT_GROUPINGS = ("stage", "block", "type")  # what `archprof profile` shows when no view is asked for
 ROOT = "(model)"
 
@@ -89,6 +89,7 @@ class Row:
     activations: int = 0
     bytes_read: int = 0
     bytes_written: int = 0
+    stages: tuple[str, ...] = ()  # the stride grouping: the declared stages this row regroups
 
     @property
     def arithmetic_intensity(self) -> float:
@@ -96,7 +97,7 @@ class Row:
         return self.flops / moved if moved else 0.0
 
 
-SUMMED = tuple(f.name for f in fields(Row) if f.name not in ("grouping", "name"))
+SUMMED = tuple(f.name for f in fields(Row) if f.name not in ("grouping", "name", "stages"))
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,8 @@ class Profile:
     notices: list[str] = field(default_factory=list)
     inputs: list[InputInfo] = field(default_factory=list)  # every input tensor, by its path in the call
     call: Inputs = field(default_factory=Inputs, repr=False)  # the call as asked for (specs, tensors, values)
+    # Per stage, the shapes output by the stage's last module to run (every call of it): the stride grouping's input.
+    stage_outputs: dict[str, list[tuple[int, ...]]] = field(default_factory=dict, repr=False)
 
     @cached_property
     def totals(self) -> Totals:
@@ -164,7 +167,8 @@ class Profile:
 
     def group(self, by: str, depth: int | None = None) -> list[Row]:
         """Rows for ``by`` in "layer", "block", "stage", "type" (in forward order), "part" or
-        "level" (in the order the model declares its modules: backbone, neck, head; P3 .. P7).
+        "level" (in the order the model declares its modules: backbone, neck, head; P3 .. P7), or
+        "stride" (the stages regrouped by output stride: stem, /2, /4, ..., head; see :meth:`stage_strides`).
 
         ``depth`` folds the layer view to that many levels of the module tree ("layer1.0.conv1"
         at depth 2 is charged to "layer1.0").
@@ -174,7 +178,8 @@ class Profile:
         if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
             raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
         sums: dict[str, dict[str, int]] = {}
-        keys = {path: self._key(info, by, depth) for path, info in self.modules.items()}
+        strides = self.stage_strides() if by == "stride" else {}
+        keys = {path: strides[info.stage] if by == "stride" else self._key(info, by, depth) for path, info in self.modules.items()}
 
         def bucket(name: str) -> dict[str, int]:
             return sums.setdefault(name, dict.fromkeys(SUMMED, 0))
@@ -193,7 +198,33 @@ class Profile:
         if by in ("part", "level"):  # the top-down pass runs P5 before P4: list levels as declared
             declared = list(dict.fromkeys(keys.values()))
             sums = dict(sorted(sums.items(), key=lambda item: declared.index(item[0])))
+        if by == "stride":
+            regrouped: dict[str, tuple[str, ...]] = {}
+            for stage, key in strides.items():
+                regrouped[key] = regrouped.get(key, ()) + (stage,)
+            return [Row(by, name, **sums[name], stages=regrouped.get(name, ())) for name in sorted(sums, key=stride_order)]
         return [Row(by, name, **values) for name, values in sums.items()]
+
+    def stage_strides(self) -> dict[str, str]:
+        """Each declared stage's row in the stride grouping, so that stages of different families line up.
+
+        A stage is keyed by its output stride, the input's spatial size over the spatial size of
+        what the stage's last module outputs ("/4": 224 -> 56), rounded to a power of two where the
+        sizes do not divide (225 -> 15 is "/16"). Two stages keep a name of their own, as RegNet
+        splits a network into stem, body and head: a stage named "stem" (ResNet's ends at the
+        max pool, at /4, and stays apart from conv2_x) and "head", a stage that ends in one vector
+        per sample (global pool and classifier). A stage whose outputs span several strides (an FPN
+        neck, a head shared across pyramid levels: see the ``level`` grouping) or have no spatial
+        dims it can be measured by keeps its own name; ops outside every stage stay ``(model)``.
+        Raises ``ValueError`` when no input has spatial dims (N, C, H[, W, ...]).
+        """
+        reference = next((i.shape for i in self.inputs if len(i.shape) >= 3), None)
+        if reference is None:
+            shapes = ", ".join("x".join(map(str, i.shape)) for i in self.inputs) or "none"
+            raise ValueError(f"the stride grouping needs a spatial input (N, C, H, W); {self.model}'s input is {shapes}: "
+                             "group by stage instead")
+        stages = list(dict.fromkeys(info.stage for info in self.modules.values()))
+        return {stage: _stride_key(stage, self.stage_outputs.get(stage, []), reference) for stage in stages}
 
     @staticmethod
     def _key(info: ModuleInfo, by: str, depth: int | None) -> str:
@@ -264,6 +295,53 @@ class Profile:
         return writer(model_tables([self], groupings, _unit(unit), depth), raw)
 
 
+STEM, HEAD = "stem", "head"
+
+
+def _stride_key(stage: str, outputs: list[tuple[int, ...]], reference: tuple[int, ...]) -> str:
+    if stage in (ROOT, STEM):
+        return stage
+    spatial = {_stride(shape[2:], reference[2:]) for shape in outputs if len(shape) == len(reference)}
+    if not spatial:
+        return HEAD if outputs and all(len(shape) == 2 for shape in outputs) else stage
+    return spatial.pop() if len(spatial) == 1 else stage
+
+
+def _stride(size: tuple[int, ...], input_size: tuple[int, ...]) -> str:
+    """``/8`` for 28x28 out of 224x224; ``/8x16`` where the dims differ; ``x2`` for an upsampled output."""
+    per_dim = []
+    for out, full in zip(size, input_size, strict=True):
+        if out >= full or out == 0:
+            per_dim.append(f"x{round(out / full)}" if out > full else "/1")
+            continue
+        power = 2 ** round(math.log2(full / out))
+        per_dim.append(f"/{power}" if out in (full // power, -(-full // power)) else f"/{round(full / out)}")
+    if len(set(per_dim)) == 1:
+        return per_dim[0]
+    return per_dim[0][0] + "x".join(d[1:] for d in per_dim)
+
+
+def stride_order(name: str) -> tuple[int, float]:
+    """Rows of the stride grouping in the order the image flows: stem, /1, /2, ... /32, the stages
+    keyed by their own names (an FPN neck), head, then ``(model)``."""
+    if name == STEM:
+        return (0, 0.0)
+    if re.fullmatch(r"/\d+", name):
+        return (1, float(name[1:]))
+    if re.fullmatch(r"x\d+", name):
+        return (1, 1 / float(name[1:]))
+    return {HEAD: (3, 0.0), ROOT: (4, 0.0)}.get(name, (2, 0.0))
+
+
+def layout(scale: str | None = None, tables: Sequence[str] | None = None, caption: str | None = None,
+           label: str | None = None, siunitx: bool = False, command: str = "archprof") -> Any:
+    """The writers' :class:`~archprof.rendering.writers.Layout` from ``to_latex``'s and ``to_markdown``'s keywords."""
+    from archprof.rendering.writers import Layout
+
+    return Layout(scale, None if tables is None else tuple([tables] if isinstance(tables, str) else tables), caption,
+                  label, siunitx, command)
+
+
 def _groupings(by: str | Sequence[str]) -> list[str]:
     chosen = [by] if isinstance(by, str) else list(by)
     unknown = [g for g in chosen if g not in GROUPINGS]
@@ -291,11 +369,23 @@ def _module_tables(model: nn.Module) -> tuple[dict[int, str], dict[str, nn.Modul
     return {id(m): path for path, m in by_path.items()}, by_path
 
 
-def _stage_lookup(model: nn.Module, by_path: dict[str, nn.Module]) -> dict[str, str]:
+def _stage_roots(model: nn.Module) -> dict[str, tuple[str, ...]]:
+    """Stage name -> the module paths it covers: an architecture's declared stages, else a user
+    model's top-level children."""
     if isinstance(model, Architecture):
-        prefixes = [(p, stage) for stage, paths in model.stage_modules().items() for p in paths]
-    else:  # a user model: its top-level children are its stages
-        prefixes = [(name, name) for name, _ in model.named_children()]
+        return model.stage_modules()
+    return {name: (name,) for name, _ in model.named_children()}
+
+
+def _stage_outputs(roots: dict[str, tuple[str, ...]], outputs: list[tuple[str, tuple[int, ...]]]) -> dict[str, list[tuple[int, ...]]]:
+    """Per stage, every shape output by the stage's module that finished last (all its calls)."""
+    stage_of = {path: stage for stage, paths in roots.items() for path in paths}
+    last = {stage_of[path]: path for path, _ in outputs if path in stage_of}
+    return {stage: [shape for path, shape in outputs if path == root] for stage, root in last.items()}
+
+
+def _stage_lookup(model: nn.Module, by_path: dict[str, nn.Module]) -> dict[str, str]:
+    prefixes = [(p, stage) for stage, paths in _stage_roots(model).items() for p in paths]
     stages = {}
     for path in by_path:
         match = [(len(p), stage) for p, stage in prefixes if path == p or path.startswith(p + ".")]
@@ -646,15 +736,17 @@ def profile(
     declared = model.materialized_modules() if isinstance(model, Architecture) else None
     leaves = [p for p, m in by_path.items() if not any(True for _ in m.children())]
     watched = set(declared if declared is not None else leaves)
+    roots = _stage_roots(model)
+    shaped = watched | {path for paths in roots.values() for path in paths}  # the stride grouping reads the stages' outputs
     notices: list[str] = []
     snapshot = ModuleSnapshot(model)
     try:
-        run = _run(model, wanted, device, (module_paths, watched, seed, build, snapshot), by_path, max_memory, notices)
+        run = _run(model, wanted, device, (module_paths, shaped, seed, build, snapshot), by_path, max_memory, notices)
     except InputError as err:
         raise ProfileError(str(err)) from None
     trace, used = run.trace, run.inputs
     declarations = _declarations(by_path)
-    materialized = [("input", tuple(t.shape)) for _, t in used.tensors()] + trace.module_outputs
+    materialized = [("input", tuple(t.shape)) for _, t in used.tensors()] + [o for o in trace.module_outputs if o[0] in watched]
     result = Profile(
         model=name or getattr(original, "archprof_name", None) or type(original).__name__,
         config=config_of(original),
@@ -669,6 +761,7 @@ def profile(
         notices=notices,
         inputs=[InputInfo(path, tuple(t.shape), str(t.dtype).replace("torch.", "")) for path, t in used.tensors()],
         call=wanted,
+        stage_outputs=_stage_outputs(roots, trace.module_outputs),
     )
     if strict and result.uncounted:
         raise UncountedOpsError(result.uncounted)

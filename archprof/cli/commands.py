@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from archprof.analysis.compare import compare
+from archprof.analysis.compare import compare, lined_up
 from archprof.analysis.profile import DEFAULT_GROUPINGS, ProfileError, UncountedOpsError, profile
 from archprof.architectures import list_models, model_entry
 from archprof.architectures.spec import ModelSpec, SpecError, build_from_spec, parse_spec
@@ -104,6 +104,7 @@ PerType = Annotated[bool, typer.Option("--per-type", help="Per-layer-type table.
 PerLayer = Annotated[bool, typer.Option("--per-layer", help="Per-layer table.")]
 PerPart = Annotated[bool, typer.Option("--per-part", help="Per-part table (detectors): backbone, neck, head.")]
 PerLevel = Annotated[bool, typer.Option("--per-level", help="Per-pyramid-level table (detectors; a shared head charged to the level it ran on).")]
+PerStride = Annotated[bool, typer.Option("--per-stride", help="Stages regrouped by output stride: stem, /2, /4, ..., /32, head.")]
 BatchOption = Annotated[int | None, typer.Option("--batch", help="Batch size of the input.")]
 InputShapeOption = Annotated[str | None, typer.Option("--input-shape", help="One float input's full shape, e.g. 1x3x224x224.")]
 InputOption = Annotated[
@@ -139,11 +140,12 @@ def refuse_depth(command: str, depth: str | None, network: str = "`archprof resn
 
 
 def views(
-    per_stage: bool, per_block: bool, per_type: bool, per_layer: bool, per_part: bool = False, per_level: bool = False
+    per_stage: bool, per_block: bool, per_type: bool, per_layer: bool, per_part: bool = False, per_level: bool = False,
+    per_stride: bool = False,
 ) -> list[str]:
     """The grouped tables asked for; none asked means stage, block and type."""
-    asked = (("part", per_part), ("level", per_level), ("stage", per_stage), ("block", per_block), ("type", per_type),
-             ("layer", per_layer))
+    asked = (("part", per_part), ("level", per_level), ("stage", per_stage), ("stride", per_stride), ("block", per_block),
+             ("type", per_type), ("layer", per_layer))
     chosen = [by for by, on in asked if on]
     return chosen or list(DEFAULT_GROUPINGS)
 
@@ -372,6 +374,7 @@ def compare_command(
     per_layer: PerLayer = False,
     per_part: PerPart = False,
     per_level: PerLevel = False,
+    per_stride: PerStride = False,
     batch: BatchOption = None,
     inputs: InputOption = None,
     input_shape: InputShapeOption = None,
@@ -387,7 +390,7 @@ def compare_command(
     plot: Annotated[str | None, typer.Option("--plot", help="Also draw the per-stage comparison to FILE.svg or FILE.png.")] = None,
 ) -> None:
     """Totals side by side with ratios to the first model, then per-stage, per-block-type and
-    per-layer-type tables with shares."""
+    per-layer-type tables with shares; the stages of different families lined up by output stride."""
     if len(models) < 2:
         raise UserError("compare needs at least two models")
     for path in (output, plot):
@@ -397,8 +400,9 @@ def compare_command(
         raise UserError(f"--plot {plot}: the figure must end in .svg or .png")
     specs = [parse_spec(m) for m in models]
     choice = InputChoice(inputs, input_shape, batch, None, seq_len, seed, max_memory)
-    by = views(per_stage, per_block, per_type, per_layer, per_part, per_level)
-    comparison = compare(profile_specs(specs, {}, choice, strict, device), by=by, unit=unit.value)
+    by = views(per_stage, per_block, per_type, per_layer, per_part, per_level, per_stride)
+    profiles = profile_specs(specs, {}, choice, strict, device)
+    comparison = compare(profiles, by=lined_up(profiles, by), unit=unit.value)
     if plot is not None:
         from archprof.rendering.figures import draw, stage_figure
 
@@ -422,6 +426,7 @@ def profile_command(
     per_block: PerBlock = False,
     per_type: PerType = False,
     per_layer: PerLayer = False,
+    per_stride: PerStride = False,
     layer_depth: LayerDepthOption = None,
     depth: NoDepthOption = None,
     device: DeviceOption = None,
@@ -459,7 +464,7 @@ def profile_command(
 
         model = build_from_spec(spec, "cpu", builder_options(spec, overrides, choice))
         latencies = [measure_latency(model, profiles[0], device.value if device is Device.cuda else "cpu", warmup, repeats)]
-    groupings = views(per_stage, per_block, per_type or latency, per_layer or layer_depth is not None)
+    groupings = views(per_stage, per_block, per_type or latency, per_layer or layer_depth is not None, per_stride=per_stride)
     render_models(profiles, groupings, fmt, output, unit, raw, layer_depth, latencies)
 
 
@@ -483,6 +488,7 @@ def resnet_command(
     per_block: PerBlock = False,
     per_type: PerType = False,
     per_layer: PerLayer = False,
+    per_stride: PerStride = False,
     layer_depth: LayerDepthOption = None,
     input_shape: InputShapeOption = None,
     inputs: InputOption = None,
@@ -524,7 +530,7 @@ def resnet_command(
     spec = ModelSpec(label, name, options)
     choice = InputChoice(inputs, input_shape, batch, seed=seed, max_memory=max_memory)
     profiles = profile_specs([spec], {}, choice, strict, device)
-    groupings = views(per_stage, per_block, per_type, per_layer or layer_depth is not None)
+    groupings = views(per_stage, per_block, per_type, per_layer or layer_depth is not None, per_stride=per_stride)
     render_models(profiles, groupings, fmt, output, unit, raw, layer_depth)
 
 

@@ -73,32 +73,33 @@ def totals_table(profiles: list[Profile]) -> Table:
 
 
 GROUP_TITLES = {"stage": "per stage", "block": "per block type", "type": "per layer type", "layer": "per layer",
-                "part": "per part", "level": "per pyramid level"}
+                "part": "per part", "level": "per pyramid level", "stride": "per stage, by output stride"}
 
 
 def group_table(profiles: list[Profile], by: str, unit: str = "macs", depth: int | None = None) -> Table:
     """One model: every metric of each group. Several: the unit's value and share per model."""
     rows = compare_groups(profiles, by, unit, depth)
     title = GROUP_TITLES[by] + (f" (depth {depth})" if depth else "")
+    named = [Column("stages")] if by == "stride" else []  # the names the regrouped stages had
     if len(profiles) == 1:
         p = profiles[0]
         table = Table(title, [
-            Column(by), Column("calls", "int"), Column(COUNT_UNITS[unit], unit), Column("share", "share"),
+            Column(by), *named, Column("calls", "int"), Column(COUNT_UNITS[unit], unit), Column("share", "share"),
             Column("params", "params"), Column("params share", "share"), Column("activations", "activations"),
             Column("bytes moved", "bytes"),
         ])
         for g in rows:
             r = g.rows[0]
             params_share = r.params / p.totals.params if p.totals.params else 0.0
-            table.rows.append([g.name, r.calls, getattr(r, unit), g.shares[0], r.params, params_share,
+            table.rows.append([g.name, *[g.stages][:len(named)], r.calls, getattr(r, unit), g.shares[0], r.params, params_share,
                                r.activations, r.bytes_read + r.bytes_written])
         return table
-    columns = [Column(by)]
+    columns = [Column(by), *named]
     for p in profiles:
         columns += [Column(f"{p.model} {COUNT_UNITS[unit]}", unit), Column(f"{p.model} share", "share")]
     table = Table(title, columns)
     for g in rows:
-        cells: list[Any] = [g.name]
+        cells: list[Any] = [g.name, *[g.stages][:len(named)]]
         for r, share in zip(g.rows, g.shares, strict=True):
             cells += [getattr(r, unit) if r is not None else None, share]
         table.rows.append(cells)
