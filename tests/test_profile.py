@@ -19,6 +19,7 @@ from torch import nn
 
 import archprof
 from archprof.analysis.profile import SUMMED
+from archprof.tracing.rules import COST_RULES
 
 
 class Tiny(nn.Module):  # peers.md: C = 32, input 1x32x56x56, 10 classes
@@ -224,12 +225,20 @@ def test_a_custom_op_gets_a_cost_through_the_public_registry():
 
     assert archprof.profile(UsesCustom(), (4, 5)).uncounted == {"archprof_test.triple": 1}
 
-    @archprof.register_cost_rule(torch.ops.archprof_test.triple, category="elementwise")
     def triple_cost(args, kwargs, out):
         return archprof.Cost(flops=out.numel())
 
-    p = archprof.profile(UsesCustom(), (4, 5))
-    assert (p.uncounted, p.totals.flops, [r.name for r in p.group("type")]) == ({}, 20, ["elementwise"])
+    # For one profile, the registry untouched:
+    p = archprof.profile(UsesCustom(), (4, 5), rules={torch.ops.archprof_test.triple: triple_cost})
+    assert (p.uncounted, p.totals.flops, [r.name for r in p.group("type")]) == ({}, 20, ["other"])
+    assert archprof.profile(UsesCustom(), (4, 5)).uncounted == {"archprof_test.triple": 1}
+    # For every profile, through the public registry (taken out again, so later tests see none):
+    archprof.register_cost_rule(torch.ops.archprof_test.triple, category="elementwise")(triple_cost)
+    try:
+        p = archprof.profile(UsesCustom(), (4, 5))
+        assert (p.uncounted, p.totals.flops, [r.name for r in p.group("type")]) == ({}, 20, ["elementwise"])
+    finally:
+        COST_RULES.pop(torch.ops.archprof_test.triple)
 
 
 def test_data_dependent_model_falls_back_to_cpu_with_a_notice():

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Set
 from dataclasses import dataclass
 
 from archprof.tracing.tracer import Trace
 
 
-def peak_live_bytes(trace: Trace) -> int:
+def peak_live_bytes(trace: Trace, exclude: Set[int] = frozenset()) -> int:
     """Peak bytes of live activation tensors, each freed right after its last use.
 
     The input is live from the start; the model's outputs stay live to the end. Weights are not
-    activations. In-place ops and views share their base's storage, so they extend its life
+    activations, nor are the storages in ``exclude`` (a training step's weight gradients). In-place ops and views share their base's storage, so they extend its life
     instead of allocating.
     """
     last_use: dict[int, int] = {}
@@ -32,6 +33,8 @@ def peak_live_bytes(trace: Trace) -> int:
         frees.setdefault(i, []).append(key)
     for i, fresh in enumerate(trace.allocations):
         for key, nbytes in fresh:
+            if key in exclude:
+                continue
             sizes[key] = nbytes
             live += nbytes
         peak = max(peak, live)

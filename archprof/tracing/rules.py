@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -643,6 +643,128 @@ def one_hot_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
     return Cost(0, 0)
 
 
+# --- backward: the gradients of a training step ----------------------------------------------
+#
+# Each gradient an op's output mask asks for is costed; one autograd does not ask for (a frozen
+# weight, an input that needs no gradient, such as the image into the first convolution) is not.
+
+
+def _conv_backward_type(args: tuple, kwargs: dict) -> str:
+    named = bind(aten.convolution_backward.default, args, kwargs)
+    return conv_type(named["weight"].shape[2:], int(named["groups"]), named["input"].shape[1], bool(named["transposed"]))
+
+
+@register_cost_rule(aten.convolution_backward, category=_conv_backward_type)
+def conv_backward_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    """The input gradient (a transposed convolution) and the weight gradient each take the forward's
+    MACs; the bias gradient sums the output gradient over batch and positions."""
+    named = bind(aten.convolution_backward.default, args, kwargs)
+    grad_output, mask = named["grad_output"], named["output_mask"]
+    forward = (named["input"], named["weight"], None, named["stride"], named["padding"], named["dilation"], named["transposed"])
+    forward_macs = _torch_macs(aten.convolution, forward, {}, grad_output)
+    macs = forward_macs * (int(mask[0]) + int(mask[1]))
+    bias = grad_output.numel() - grad_output.shape[1] if mask[2] else 0
+    return Cost(macs, 2 * macs + bias)
+
+
+# Per element of the input, as autograd's formulas compute them: x_hat = (x - mean) * rstd (2);
+# sum(dy) (1) and sum(dy * x_hat) (2), which are the bias and weight gradients; with batch
+# statistics the input gradient rstd * w * (dy - mean(dy) - x_hat * mean(dy * x_hat)) needs both
+# sums and 4 more, with running statistics it is dy * (w * rstd) (1).
+NORM_BACKWARD_X_HAT_FLOPS = 2
+NORM_BACKWARD_SUM_DY_FLOPS = 1
+NORM_BACKWARD_SUM_DY_X_HAT_FLOPS = 2
+NORM_BACKWARD_INPUT_FLOPS = 4
+NORM_BACKWARD_INPUT_RUNNING_FLOPS = 1
+
+
+def norm_backward_flops(elements: int, mask: Sequence[bool], batch_statistics: bool) -> int:
+    """FLOPs of a normalization's backward over ``elements`` inputs, for the gradients in ``mask``
+    (input, weight, bias)."""
+    grad_input, grad_weight, grad_bias = (bool(m) for m in mask)
+    statistics_input = grad_input and batch_statistics
+    per_element = (
+        NORM_BACKWARD_X_HAT_FLOPS * (statistics_input or grad_weight)
+        + NORM_BACKWARD_SUM_DY_FLOPS * (statistics_input or grad_bias)
+        + NORM_BACKWARD_SUM_DY_X_HAT_FLOPS * (statistics_input or grad_weight)
+        + (NORM_BACKWARD_INPUT_FLOPS if batch_statistics else NORM_BACKWARD_INPUT_RUNNING_FLOPS) * grad_input
+    )
+    return per_element * elements
+
+
+def _register_batch_norm_backward(name: str, training: str) -> None:
+    if not hasattr(aten, name):
+        return
+    schema = getattr(aten, name).default
+
+    def cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+        named = bind(schema, args, kwargs)
+        return Cost(0, norm_backward_flops(named["input"].numel(), named["output_mask"], bool(named[training])))
+
+    register_cost_rule(getattr(aten, name), "normalization", first_output_only=True)(cost)
+
+
+_register_batch_norm_backward("native_batch_norm_backward", training="train")
+_register_batch_norm_backward("batch_norm_backward", training="update")
+
+
+@register_cost_rule([aten.native_layer_norm_backward, aten.native_group_norm_backward], category="normalization", first_output_only=True)
+def layer_group_norm_backward_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    mask = kwargs.get("output_mask", args[-1])
+    return Cost(0, norm_backward_flops(args[1].numel(), mask, batch_statistics=True))
+
+
+# An activation's gradient, per element: the derivative times the incoming gradient.
+per_element(1, "activation", _packets_of("threshold_backward"))  # select dy where x > 0
+per_element(2, "activation", _packets_of("hardtanh_backward", "leaky_relu_backward", "hardsigmoid_backward"))  # compare (x2) or compare + scale
+per_element(3, "activation", _packets_of("sigmoid_backward", "tanh_backward", "elu_backward"))  # dy * y * (1 - y); dy * (1 - y^2)
+per_element(4, "activation", _packets_of("hardswish_backward"))  # compare, (2x + 3) / 6, times dy
+per_element(5, "activation", _packets_of("softplus_backward"))  # sigmoid(beta x) (4), times dy
+per_element(9, "activation", _packets_of("silu_backward", "mish_backward"))  # sigmoid (4), dy * s * (1 + x (1 - s)) (5)
+per_element(11, "activation", _packets_of("gelu_backward"))  # Phi(x) (4), phi(x) (4), dy * (Phi + x phi) (3)
+per_element(4, "softmax", _packets_of("_softmax_backward_data", "_log_softmax_backward_data"))  # y * (dy - sum(dy y)); dy - exp(y) sum(dy)
+per_element(2, "elementwise", _packets_of("native_dropout_backward"))  # dy * mask * scale
+
+
+@register_cost_rule(_packets_of("max_pool1d_with_indices_backward", "max_pool2d_with_indices_backward", "max_pool3d_with_indices_backward",
+                                "adaptive_max_pool2d_backward", "adaptive_max_pool3d_backward"), category="pooling")
+def max_pool_backward_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    # Each output's gradient is added into the input position that won: one add per output.
+    return Cost(0, args[0].numel())
+
+
+def _register_avg_pool_backward(name: str, dims: int, adaptive: bool) -> None:
+    def cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+        # Each output's gradient divided by its window (1) and added into each of its taps.
+        grad_output, x = args[0], args[1]
+        taps, outputs = _pool_taps((x, *args[2:5]), grad_output, dims, adaptive)
+        return Cost(0, taps + outputs)
+
+    register_cost_rule(_packets_of(name), "pooling")(cost)
+
+
+for _dims in (2, 3):
+    _register_avg_pool_backward(f"avg_pool{_dims}d_backward", _dims, adaptive=False)
+    _register_avg_pool_backward(f"_adaptive_avg_pool{_dims}d_backward", _dims, adaptive=True)
+
+
+@register_cost_rule(_packets_of("embedding_dense_backward"), category="embedding")
+def embedding_backward_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    # Each looked-up row's gradient is added into its row of the weight gradient.
+    return Cost(0, args[0].numel())
+
+
+@register_cost_rule(_packets_of("upsample_nearest1d_backward", "upsample_nearest2d_backward", "upsample_nearest3d_backward",
+                                "_upsample_nearest_exact2d_backward"), category="resampling")
+def upsample_nearest_backward_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    return Cost(0, args[0].numel())  # one add per output gradient into its source
+
+
+@register_cost_rule(_packets_of("upsample_bilinear2d_backward"), category="resampling")
+def upsample_bilinear_backward_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    return Cost(0, 8 * args[0].numel())  # per output gradient: 4 weighted (mul) adds into its corners
+
+
 # --- data movement: no arithmetic --------------------------------------------------------------
 
 DATA_MOVEMENT = _packets_of(
@@ -661,6 +783,9 @@ DATA_MOVEMENT = _packets_of(
     "reflection_pad3d", "replication_pad1d", "replication_pad2d", "replication_pad3d", "_pad_circular", "pad",
     "channel_shuffle", "native_channel_shuffle", "_conj", "conj", "resolve_conj", "resolve_neg", "_neg_view",
     "_pack_padded_sequence", "_pad_packed_sequence",
+    # a training step's gradient plumbing: new buffers, gradients scattered back into a slice's base
+    "new_empty_strided", "slice_backward", "select_backward", "slice_scatter", "select_scatter",
+    "as_strided_scatter", "diagonal_backward", "unfold_backward",
 )
 per_element(0, "data movement", DATA_MOVEMENT)
 
@@ -694,6 +819,32 @@ def roi_align_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost | None:
     # Per point its coordinates and corner weights, shared by the channels (as grid_sample); per
     # channel 7 for the bilinear sample and 1 towards the bin's average (its adds and division).
     return Cost(0, GRID_POINT_FLOPS * points + (7 + 1) * x.shape[1] * points)
+
+
+def rules_with(overrides: Mapping[Any, CostFunction | CostRule | None]) -> dict[Any, CostRule]:
+    """The registry with ``overrides`` applied, for one profile, the global registry untouched (as
+    FlopCounterMode's ``custom_mapping`` and fvcore's ``set_op_handle``).
+
+    A key is an op packet (``torch.ops.aten.gelu``) or one of its overloads; a value is a cost
+    function ``fn(args, kwargs, out) -> Cost | None`` (keeping the op's layer type, else "other"),
+    a :class:`CostRule`, or None to leave the op without a rule (reported as uncounted).
+    """
+    register_library_rules()
+    rules = dict(COST_RULES)
+    for op, rule in overrides.items():
+        packet = getattr(op, "overloadpacket", op)
+        if not isinstance(packet, torch._ops.OpOverloadPacket):
+            raise TypeError(f"a rule override is keyed by a torch.ops op, got {op!r}")
+        if rule is None:
+            rules.pop(packet, None)
+        elif isinstance(rule, CostRule):
+            rules[packet] = rule
+        elif callable(rule):
+            known = COST_RULES.get(packet)
+            rules[packet] = CostRule(rule, known.category if known else "other", known.first_output_only if known else False)
+        else:
+            raise TypeError(f"the rule override for {packet} must be a cost function, a CostRule or None, got {rule!r}")
+    return rules
 
 
 def register_library_rules() -> None:

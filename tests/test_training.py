@@ -1,0 +1,177 @@
+"""A training step (``mode="train"``): backward costs from closed forms, frozen layers honoured,
+saved activations counted by hand, and the same numbers on meta and on the CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+import archprof
+from archprof.analysis.training import OPTIMIZER_STATES, PRECISIONS
+from archprof.tracing.rules import norm_backward_flops
+
+
+def _train(model: nn.Module, shape, **kw) -> archprof.Profile:
+    return archprof.profile(model, shape, mode="train", **kw)
+
+
+def _layer(p: archprof.Profile, name: str) -> archprof.Row:
+    return next(r for r in p.group("layer") if r.name == name)
+
+
+# Closed forms: a convolution's forward takes N * C_out * H_out * W_out * C_in * k * k MACs; its
+# weight gradient and its input gradient each take as many again, and a linear layer's the same
+# with batch * in * out.
+CONV_MACS = 2 * 8 * 16 * 16 * 3 * 3 * 3  # Conv2d(3, 8, 3, padding=1) on 2x3x16x16
+CONV2_MACS = 2 * 8 * 16 * 16 * 8 * 3 * 3  # Conv2d(8, 8, 3, padding=1) after it
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_conv_backward_macs_are_weight_gradient_plus_input_gradient_where_needed(device):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1))
+    p = _train(model, (2, 3, 16, 16), device=device)
+    first, second = _layer(p, "0"), _layer(p, "1")
+    # The first convolution's input is the image: autograd computes no gradient for it.
+    assert first.backward_macs == CONV_MACS
+    assert second.backward_macs == 2 * CONV2_MACS
+    assert first.macs == 2 * CONV_MACS and second.macs == 3 * CONV2_MACS
+    # Bias gradients: the output gradient summed over batch and positions, 2*16*16 - 1 adds per channel.
+    bias_flops = 8 * (2 * 16 * 16 - 1)
+    assert first.backward_flops == 2 * CONV_MACS + bias_flops
+    assert second.backward_flops == 2 * 2 * CONV2_MACS + bias_flops
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_linear_backward_and_frozen_layers_drop_exactly_their_gradients(device):
+    def net(freeze_first: bool) -> nn.Module:
+        model = nn.Sequential(nn.Linear(16, 32, bias=False), nn.Linear(32, 4, bias=False))
+        model[0].weight.requires_grad_(not freeze_first)
+        return model
+
+    # forward: 5*16*32 = 2560 and 5*32*4 = 640 MACs
+    trained = _train(net(False), (5, 16), device=device)
+    assert (_layer(trained, "0").backward_macs, _layer(trained, "1").backward_macs) == (2560, 2 * 640)
+    # Freezing the first layer drops its weight gradient, and with it the second layer's input
+    # gradient, which nothing upstream needs any more.
+    frozen = _train(net(True), (5, 16), device=device)
+    assert (_layer(frozen, "0").backward_macs, _layer(frozen, "1").backward_macs) == (0, 640)
+    assert frozen.totals.trainable_params == 32 * 4
+
+
+def test_batch_norm_backward_follows_the_documented_per_element_count():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1, bias=False), nn.BatchNorm2d(4))
+    p = _train(model, (2, 3, 8, 8))
+    elements = 2 * 4 * 8 * 8
+    # batch statistics, input, weight and bias gradients: x_hat 2, sum(dy) 1, sum(dy x_hat) 2, input 4
+    assert _layer(p, "1").backward_flops == 9 * elements == norm_backward_flops(elements, (True, True, True), True)
+    # forward in training mode: statistics (5) and affine (2) per element, plus the step counter's add
+    assert _layer(p, "1").flops - _layer(p, "1").backward_flops == 7 * elements + 1
+
+
+def test_resnet50_training_macs_equal_flop_counter_modes_forward_plus_backward():
+    """torch's FlopCounterMode counts convolution, convolution_backward, addmm and mm (2 FLOPs per
+    MAC) and nothing else; on ResNet-50 those are all the ops with MACs, so the totals agree."""
+    model = archprof.build_model("resnet50")
+    p = _train(model, (1, 3, 224, 224))
+    meta = archprof.build_model("resnet50").to("meta").train()
+    with FlopCounterMode(display=False) as counter:
+        meta(torch.empty(1, 3, 224, 224, device="meta")).sum().backward()
+    assert p.totals.macs * 2 == counter.get_total_flops() == 24_299_077_632
+    # ResNet-50's forward (torchvision: 4.09 GFLOPS) is 4,089,184,256 MACs; the backward is twice
+    # that less the first convolution's input gradient (3*64*7*7*112*112 = 118,013,952 MACs).
+    assert p.totals.forward_macs == 4_089_184_256
+    assert p.totals.backward_macs == 2 * 4_089_184_256 - 118_013_952
+
+
+def test_frozen_resnet_stages_drop_their_weight_and_input_gradients():
+    """freeze_at=2 (the seed's FREEZE_CONV_BODY_AT) freezes the stem and conv2_x: their layers
+    compute no gradient at all, since nothing before them trains, and the two layers that read
+    conv2_x's output (conv3_x's first 1x1 and its downsample) need no input gradient either."""
+    free = _train(archprof.build_model("resnet50"), (1, 3, 224, 224))
+    frozen = _train(archprof.build_model("resnet50", freeze_at=2), (1, 3, 224, 224))
+    inference = archprof.profile(archprof.build_model("resnet50"))
+    forward = {r.name: r.macs for r in inference.group("stage")}
+    layer = {r.name: r.macs for r in inference.group("layer")}
+    stage = {r.name: r for r in frozen.group("stage")}
+    assert stage["stem"].backward_macs == stage["conv2_x"].backward_macs == 0
+    # stem: only its weight gradient was computed before (the image needs none); conv2_x: both.
+    readers = layer["layer2.0.conv1"] + layer["layer2.0.downsample.0"]
+    assert readers == 2 * 256 * 128 * 56 * 56  # 1x1 256->128 at 56x56; 1x1 256->512 at 28x28
+    assert free.totals.backward_macs - frozen.totals.backward_macs == forward["stem"] + 2 * forward["conv2_x"] + readers
+    assert frozen.totals.trainable_params == free.totals.trainable_params - 9_408 - 215_808 - 128
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_saved_activations_match_a_hand_count(device):
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    p = _train(model, (5, 16), device=device)
+    saved = {name: p.modules[name].saved_bytes for name in ("0", "1", "2")}
+    # Linear 0 keeps its input for the weight gradient (5*16 floats); ReLU keeps its output (5*32),
+    # which Linear 2 also needs and is counted once; weights are not activations.
+    assert saved == {"0": 5 * 16 * 4, "1": 5 * 32 * 4, "2": 0}
+    assert p.totals.saved_bytes == p.training.saved_activations == 960
+
+
+def test_precision_sets_activation_weight_and_state_bytes():
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    params = 16 * 32 + 32 + 32 * 4 + 4
+    for precision, sizes in PRECISIONS.items():
+        for optimizer, copies in OPTIMIZER_STATES.items():
+            memory = _train(model, (5, 16), precision=precision, optimizer=optimizer).training
+            assert memory.weights == params * sizes.weight
+            assert memory.gradients == params * sizes.gradient
+            assert memory.optimizer_state == copies * params * sizes.optimizer_state
+            assert memory.saved_activations == (5 * 16 + 5 * 32) * sizes.activation
+            assert memory.total == memory.weights + memory.gradients + memory.optimizer_state + memory.peak_activations
+
+
+def test_training_rows_add_up_and_meta_agrees_with_cpu():
+    model = archprof.build_model("mobilenet_v2", width=0.5, resolution=96)
+    meta = _train(model, (2, 3, 96, 96))
+    cpu = _train(model, (2, 3, 96, 96), device="cpu")
+    assert meta.totals == cpu.totals
+    for by in archprof.GROUPINGS:
+        rows = meta.group(by)
+        assert sum(r.backward_macs for r in rows) == meta.totals.backward_macs
+        assert sum(r.backward_flops for r in rows) == meta.totals.backward_flops
+        assert sum(r.saved_bytes for r in rows) == meta.totals.saved_bytes
+    assert not meta.uncounted
+
+
+def test_a_training_step_leaves_the_model_as_it_was():
+    model = archprof.build_model("resnet18")
+    model.eval()
+    for device in ("meta", "cpu"):
+        _train(model, (1, 3, 64, 64), device=device)
+    assert not model.training
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+    assert int(model.bn1.num_batches_tracked) == 0
+
+
+def test_a_step_with_nothing_to_train_is_a_one_line_error():
+    frozen = nn.Linear(4, 2).requires_grad_(False)
+    with pytest.raises(archprof.ProfileError, match=r"^mode train: no output depends on a trainable parameter"):
+        _train(frozen, (3, 4))
+
+    class Argmax(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc(x).argmax(-1)
+
+    with pytest.raises(archprof.ProfileError, match=r"^mode train: the model's output has no floating tensor"):
+        _train(Argmax(), (3, 4))
+
+
+def test_bad_training_options_are_refused():
+    with pytest.raises(ValueError, match="mode must be one of inference, train"):
+        archprof.profile(nn.Linear(2, 2), (1, 2), mode="training")
+    with pytest.raises(ValueError, match="optimizer must be one of sgd, momentum, adam, adamw"):
+        _train(nn.Linear(2, 2), (1, 2), optimizer="lamb")
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16, amp"):
+        _train(nn.Linear(2, 2), (1, 2), precision="int8")
