@@ -1,20 +1,15 @@
-"""archprof: FLOPs, MACs, parameters and memory of PyTorch architectures, traced at the dispatcher."""
+"""archprof: FLOPs, MACs, parameters and memory of PyTorch architectures, traced at the dispatcher.
 
-from archprof.analysis import (
-    GROUPINGS,
-    ArchprofNotice,
-    Comparison,
-    Profile,
-    ProfileError,
-    Row,
-    Totals,
-    UncountedOpsError,
-    compare,
-    profile,
-)
-from archprof.architectures import build_model, list_models, register_model
-from archprof.tracing import Cost, register_cost_rule
-from archprof.tracing.inputs import Inputs, InputSpec
+The public names load on first use (PEP 562), so ``archprof --help``, ``--version``, ``list`` and
+shell completion start without importing torch; ``from archprof import profile`` works as before.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
 
 __all__ = [
     "GROUPINGS",
@@ -35,4 +30,36 @@ __all__ = [
     "register_cost_rule",
     "register_model",
 ]
-__version__ = "0.1.0"
+# The modules the public names come from, searched in order on first use.
+_SOURCES = ("archprof.analysis", "archprof.architectures", "archprof.tracing", "archprof.tracing.inputs")
+
+if TYPE_CHECKING:
+    from archprof.analysis import (
+        GROUPINGS,
+        ArchprofNotice,
+        Comparison,
+        Profile,
+        ProfileError,
+        Row,
+        Totals,
+        UncountedOpsError,
+        compare,
+        profile,
+    )
+    from archprof.architectures import build_model, list_models, register_model
+    from archprof.tracing import Cost, register_cost_rule
+    from archprof.tracing.inputs import Inputs, InputSpec
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        for source in _SOURCES:
+            module = importlib.import_module(source)
+            if hasattr(module, name):
+                globals()[name] = value = getattr(module, name)  # later lookups skip this function
+                return value
+    raise AttributeError(f"module 'archprof' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -7,26 +7,49 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 
 import typer
 import typer.main
 
-from archprof.analysis.profile import ArchprofNotice
+from archprof import __version__
 from archprof.cli import commands
+
+HELP = """FLOPs, MACs, parameters and memory of PyTorch architectures, traced at the dispatcher.
+
+\b
+Examples:
+  archprof profile resnet50
+  archprof compare mobilenet_v1 mobilenet_v2 --per-stage
+  archprof list
+
+`archprof COMMAND --help` shows a command's options and examples.
+"""
 
 app = typer.Typer(
     name="archprof",
-    help="FLOPs, MACs, parameters and memory of PyTorch architectures, traced at the dispatcher.",
-    add_completion=False,
+    help=HELP,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # click's plain help: it wraps the descriptions and never cuts an option's name (typer's rich
+    # panels cut them at 80 columns), and prints without loading rich's markdown layout
+    rich_markup_mode=None,
+    # the terminal's full width (click's own default stops at 80); 80 when it is unknown
+    context_settings={"max_content_width": 1000},
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"archprof {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the underlying traceback of an error."),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, expose_value=False, help="Print archprof's version and exit."
+    ),
 ) -> None:
     """FLOPs, MACs, parameters and memory of PyTorch architectures, traced at the dispatcher."""
     commands.SETTINGS.verbose = verbose
@@ -86,20 +109,17 @@ def repeated_option(argv: list[str]) -> str | None:
 def run(argv: list[str] | None = None) -> int:
     """Run the command line on ``argv`` and return its exit code (what ``main`` exits with)."""
     commands.SETTINGS.verbose = False
-    repeated = repeated_option(list(sys.argv[1:] if argv is None else argv))
+    args = list(sys.argv[1:] if argv is None else argv) or ["--help"]  # a bare `archprof` asks for the help
+    repeated = repeated_option(args)
     if repeated is not None:
         print(f"archprof: error: {repeated}", file=sys.stderr)
         return 2
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ArchprofNotice)  # the commands print notices as one line each
-            result = app(args=argv, prog_name="archprof", standalone_mode=False)
+        result = app(args=args, prog_name="archprof", standalone_mode=False)
     except typer.Exit as err:
         return err.exit_code
     except typer.TyperException as err:  # usage errors: unknown option, bad value, missing argument
         message = " ".join(err.format_message().split())
-        if not message:  # a bare `archprof`: typer has printed the help, which is what was asked
-            return 0
         print(f"archprof: error: {message}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (`archprof ... | head`): quietly 1, as rich does

@@ -6,29 +6,23 @@ import functools
 import re
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from archprof.analysis.compare import compare, lined_up
-from archprof.analysis.profile import DEFAULT_GROUPINGS, ProfileError, UncountedOpsError, profile
-from archprof.architectures import list_models, model_entry
-from archprof.architectures.spec import ModelSpec, SpecError, build_from_spec, parse_spec
+from archprof.architectures import list_models, model_info
 from archprof.cli.guard import UserCodeExit, user_code_guard
 from archprof.rendering.output import OutputError, check_writable, emit, results
-from archprof.rendering.tables import blocks_tables, crosscheck_tables, model_tables
-from archprof.rendering.writers import (
-    blocks_to_csv,
-    blocks_to_json,
-    crosscheck_to_csv,
-    crosscheck_to_json,
-    models_to_csv,
-    models_to_json,
-)
-from archprof.tracing.inputs import InputError, Inputs, InputSpec, as_inputs, inputs_from_specs, parse_input, with_batch
+
+# What needs torch (the analysis, the model specs and inputs, the writers) is imported inside the
+# commands that run a model: the help, --version, `list` and shell completion import none of it.
+if TYPE_CHECKING:
+    from archprof.architectures.spec import ModelSpec
+    from archprof.tracing.inputs import Inputs
 
 EXIT_USAGE = 2
 EXIT_UNCOUNTED = 3
@@ -36,6 +30,15 @@ EXIT_UNCOUNTED = 3
 
 class UserError(Exception):
     """Bad input from the user: reported as one line on stderr with exit code 2."""
+
+
+def complete_model(incomplete: str) -> list[str]:
+    """Shell completion of a model name: the registered ones (no torch is imported)."""
+    return [name for name in list_models() if name.startswith(incomplete)]
+
+
+def complete_detector(incomplete: str) -> list[str]:
+    return [name for name in DETECTORS if name.startswith(incomplete)]
 
 
 class Format(str, Enum):
@@ -79,8 +82,12 @@ def reports_user_errors(command: Callable) -> Callable:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from archprof.analysis.profile import ArchprofNotice, ProfileError, UncountedOpsError
+        from archprof.architectures.spec import SpecError
+
         try:
-            with user_code_guard():
+            with user_code_guard(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", ArchprofNotice)  # the commands print notices as one line each
                 return command(*args, **kwargs)
         except UncountedOpsError as err:
             typer.echo(f"archprof: error: {err}", err=True)
@@ -94,7 +101,7 @@ def reports_user_errors(command: Callable) -> Callable:
 
 
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
-OutputOption = Annotated[str | None, typer.Option("--output", "-o", help="Write to FILE (atomically) instead of stdout.")]
+OutputOption = Annotated[str | None, typer.Option("--output", "-o", metavar="FILE", help="Write to FILE (atomically) instead of stdout.")]
 UnitOption = Annotated[Unit, typer.Option("--unit", help="Cost shown in the grouped tables.")]
 RawOption = Annotated[bool, typer.Option("--raw", help="Exact integers instead of K/M/G units.")]
 StrictOption = Annotated[bool, typer.Option("--strict", help="Fail (exit 3) if any op has no cost rule.")]
@@ -106,11 +113,12 @@ PerPart = Annotated[bool, typer.Option("--per-part", help="Per-part table (detec
 PerLevel = Annotated[bool, typer.Option("--per-level", help="Per-pyramid-level table (detectors; a shared head charged to the level it ran on).")]
 PerStride = Annotated[bool, typer.Option("--per-stride", help="Stages regrouped by output stride: stem, /2, /4, ..., /32, head.")]
 BatchOption = Annotated[int | None, typer.Option("--batch", help="Batch size of the input.")]
-InputShapeOption = Annotated[str | None, typer.Option("--input-shape", help="One float input's full shape, e.g. 1x3x224x224.")]
+InputShapeOption = Annotated[str | None, typer.Option("--input-shape", metavar="SHAPE", help="One float input's full shape, e.g. 1x3x224x224.")]
 InputOption = Annotated[
     list[str] | None,
     typer.Option(
         "--input",
+        metavar="SPEC",
         help="An input of the forward, repeatable: [name=]SHAPE[:dtype][:low..high], e.g. 1x3x224x224, "
         "input_ids=1x128:int64, ids=1x128:int64:0..50257 (named inputs are keyword arguments).",
     ),
@@ -119,7 +127,7 @@ SeqLenOption = Annotated[int | None, typer.Option("--seq-len", help="Token ids p
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the random inputs and weights of a real (CPU) forward.")]
 MaxMemoryOption = Annotated[
     str | None,
-    typer.Option("--max-memory", help="Refuse a real forward whose inputs and weights exceed this, e.g. 8GB (default: half the memory)."),
+    typer.Option("--max-memory", metavar="SIZE", help="Refuse a real forward whose inputs and weights exceed this, e.g. 8GB (default: half the memory)."),
 ]
 ResolutionOption = Annotated[int | None, typer.Option("--resolution", help="Input height and width.")]
 NumClassesOption = Annotated[int | None, typer.Option("--num-classes", help="Classifier outputs.")]
@@ -129,7 +137,7 @@ DeviceOption = Annotated[
 ]
 
 
-LayerDepthOption = Annotated[int | None, typer.Option("--layer-depth", help="Fold the layer view to N levels of the module tree.")]
+LayerDepthOption = Annotated[int | None, typer.Option("--layer-depth", metavar="N", help="Fold the layer view to N levels of the module tree.")]
 # `--depth` sets a ResNet's depth under `resnet`; under the other commands it is refused, not read as --layer-depth.
 NoDepthOption = Annotated[str | None, typer.Option("--depth", hidden=True)]  # any value: the refusal, not a parse error
 
@@ -147,7 +155,11 @@ def views(
     asked = (("part", per_part), ("level", per_level), ("stage", per_stage), ("stride", per_stride), ("block", per_block),
              ("type", per_type), ("layer", per_layer))
     chosen = [by for by, on in asked if on]
-    return chosen or list(DEFAULT_GROUPINGS)
+    if chosen:
+        return chosen
+    from archprof.analysis.profile import DEFAULT_GROUPINGS
+
+    return list(DEFAULT_GROUPINGS)
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -199,6 +211,16 @@ class InputChoice:
 
 def inputs_for(model: Any, spec: ModelSpec, choice: InputChoice) -> Inputs:
     """The inputs of ``model``: its own (``name@...``), --input, --input-shape, or its default."""
+    from archprof.tracing.inputs import (
+        InputError,
+        Inputs,
+        InputSpec,
+        as_inputs,
+        inputs_from_specs,
+        parse_input,
+        with_batch,
+    )
+
     if choice.batch is not None and choice.batch < 1:
         raise UserError(f"batch must be >= 1, got {choice.batch}")
     own = "resolution" in spec.options and not spec.factory
@@ -246,6 +268,9 @@ def profile_specs(
     device: Device | None = None,
     checkpoint: str | None = None,
 ) -> list:
+    from archprof.analysis.profile import profile
+    from archprof.architectures.spec import build_from_spec
+
     if device is Device.cuda:
         import torch
 
@@ -332,6 +357,9 @@ def render_models(
     depth: int | None,
     latencies: list | None = None,
 ) -> None:
+    from archprof.rendering.tables import model_tables
+    from archprof.rendering.writers import models_to_csv, models_to_json
+
     emit_as(
         fmt, output, raw,
         json=lambda: models_to_json(profiles, groupings, depth, latencies),
@@ -357,17 +385,23 @@ def model_options(width: float | None, resolution: int | None, num_classes: int 
     return {k: v for k, v in given.items() if v is not None}
 
 
-@reports_user_errors
 def list_command() -> None:
-    """List the registered architectures with their options and defaults."""
+    """List the registered models with their options and defaults.
+
+    
+    Examples:
+      archprof list
+      archprof profile mobilenet_v2:width=0.75,resolution=192
+    """
+    # Not under reports_user_errors: it takes no input, runs no user code and loads no analysis (no torch).
     from archprof.rendering.console import print_model_list
 
-    print_model_list([model_entry(name) for name in list_models()])
+    print_model_list([model_info(name) for name in list_models()])
 
 
 @reports_user_errors
 def compare_command(
-    models: Annotated[list[str], typer.Argument(help="Models to compare, e.g. mobilenet_v1 mobilenet_v2:width=0.5,resolution=160.")],
+    models: Annotated[list[str], typer.Argument(autocompletion=complete_model, metavar="MODEL", help="Models to compare, e.g. mobilenet_v1 mobilenet_v2:width=0.5,resolution=160.")],
     per_stage: PerStage = False,
     per_block: PerBlock = False,
     per_type: PerType = False,
@@ -387,10 +421,20 @@ def compare_command(
     unit: UnitOption = Unit.macs,
     raw: RawOption = False,
     strict: StrictOption = False,
-    plot: Annotated[str | None, typer.Option("--plot", help="Also draw the per-stage comparison to FILE.svg or FILE.png.")] = None,
+    plot: Annotated[str | None, typer.Option("--plot", metavar="FILE", help="Also draw the per-stage comparison to FILE.svg or FILE.png.")] = None,
 ) -> None:
-    """Totals side by side with ratios to the first model, then per-stage, per-block-type and
-    per-layer-type tables with shares; the stages of different families lined up by output stride."""
+    """Compare models side by side: totals, ratios, shares.
+
+    
+    Examples:
+      archprof compare mobilenet_v1 mobilenet_v2
+      archprof compare resnet50 resnet101 resnet152 --per-stage -f markdown
+      archprof compare mobilenet_v2 mobilenet_v2:width=0.5,resolution=160
+
+    Totals side by side with each model's ratio to the first, then per-stage, per-block-type and
+    per-layer-type tables with shares; the stages of different families are lined up by output
+    stride. Each model carries its own options (NAME:key=value,...).
+    """
     if len(models) < 2:
         raise UserError("compare needs at least two models")
     for path in (output, plot):
@@ -398,6 +442,9 @@ def compare_command(
             check_writable(path)
     if plot is not None and not plot.endswith((".svg", ".png")):
         raise UserError(f"--plot {plot}: the figure must end in .svg or .png")
+    from archprof.analysis.compare import compare, lined_up
+    from archprof.architectures.spec import parse_spec
+
     specs = [parse_spec(m) for m in models]
     choice = InputChoice(inputs, input_shape, batch, None, seq_len, seed, max_memory)
     by = views(per_stage, per_block, per_type, per_layer, per_part, per_level, per_stride)
@@ -412,7 +459,11 @@ def compare_command(
 
 @reports_user_errors
 def profile_command(
-    name: Annotated[str, typer.Argument(help="A registered model (with :key=value options), package.module:callable or file.py:callable.")],
+    name: Annotated[str, typer.Argument(
+        autocompletion=complete_model,
+        metavar="NAME",
+        help="A registered model (with :key=value options), package.module:callable or file.py:callable.",
+    )],
     width: Annotated[float | None, typer.Option("--width", help="Width multiplier (MobileNets).")] = None,
     resolution: ResolutionOption = None,
     num_classes: NumClassesOption = None,
@@ -430,7 +481,7 @@ def profile_command(
     layer_depth: LayerDepthOption = None,
     depth: NoDepthOption = None,
     device: DeviceOption = None,
-    checkpoint: Annotated[str | None, typer.Option("--checkpoint", help="Check that a weights-only checkpoint fits the model first.")] = None,
+    checkpoint: Annotated[str | None, typer.Option("--checkpoint", metavar="FILE", help="Check that a weights-only checkpoint fits the model first.")] = None,
     latency: Annotated[bool, typer.Option("--latency", help="Also measure real per-layer latency (on cpu, or cuda with --device cuda).")] = False,
     warmup: Annotated[int | None, typer.Option("--warmup", help="Untimed forwards before --latency measures (default 3).")] = None,
     repeats: Annotated[int | None, typer.Option("--repeats", help="Timed forwards for --latency, the median shown (default 10).")] = None,
@@ -440,7 +491,19 @@ def profile_command(
     raw: RawOption = False,
     strict: StrictOption = False,
 ) -> None:
-    """Profile one architecture: totals and the grouped tables asked for."""
+    """Profile one model: totals and the grouped tables asked for.
+
+    
+    Examples:
+      archprof profile resnet50 --per-stage
+      archprof profile mobilenet_v2 --width 0.5 --resolution 160 -f csv -o v2.csv
+      archprof profile torch.nn:Linear:in_features=8,out_features=4 --input 2x8
+
+    NAME is a registered model (archprof list) with :key=value options, or a factory that returns
+    an nn.Module: package.module:callable or path/to/file.py:callable.
+    """
+    from archprof.architectures.spec import build_from_spec, parse_spec
+
     refuse_depth("profile", depth)
     if layer_depth is not None and layer_depth < 1:
         raise UserError(f"--layer-depth must be >= 1, got {layer_depth}")
@@ -478,7 +541,7 @@ def resnet_command(
     stages: Annotated[str, typer.Option("--stages", help="C4, C5 or FPN.")] = "C5",
     dcn_stages: Annotated[str, typer.Option("--dcn-stages", help="Stages (2-5) with deformable 3x3 convs, e.g. 3,4,5.")] = "",
     modulated_dcn: Annotated[bool, typer.Option("--modulated-dcn", help="Modulated deformable convs (DCNv2).")] = False,
-    deformable_groups: Annotated[int, typer.Option("--deformable-groups")] = 1,
+    deformable_groups: Annotated[int, typer.Option("--deformable-groups", help="Offset groups of each deformable conv (the seed's DEFORMABLE_GROUPS); with --dcn-stages.")] = 1,
     freeze_at: Annotated[int, typer.Option("--freeze-at", help="Freeze the stem and stages up to N (the seed's FREEZE_CONV_BODY_AT).")] = 0,
     backbone: Annotated[bool, typer.Option("--backbone", help="Stage features only: no pooling, no fc.")] = False,
     resolution: Annotated[int | None, typer.Option("--resolution", help="Input height and width (default 224).")] = None,
@@ -501,7 +564,14 @@ def resnet_command(
     raw: RawOption = False,
     strict: StrictOption = False,
 ) -> None:
-    """Profile a ResNet of the seed's backbone family with its options."""
+    """Profile a ResNet of the seed's backbone family.
+
+    
+    Examples:
+      archprof resnet --depth 101 --per-stage
+      archprof resnet --depth 50 --groups 32 --width-per-group 4
+      archprof resnet --stages FPN --backbone --dcn-stages 3,4,5 --modulated-dcn
+    """
     if layer_depth is not None and layer_depth < 1:
         raise UserError(f"--layer-depth must be >= 1, got {layer_depth}")
     if output is not None:
@@ -521,10 +591,12 @@ def resnet_command(
     )
     if resolution is not None:  # else the builder's default; an --input sets the size instead
         options["resolution"] = resolution
+    from archprof.architectures.spec import ModelSpec
+
     name = f"resnet{depth}"
     if name not in list_models():
         raise UserError(f"--depth must be one of 18, 34, 50, 101, 152, got {depth}")
-    defaults = model_entry(name).defaults
+    defaults = model_info(name).defaults
     changed = {k: v for k, v in options.items() if v != defaults[k] and not (k == "dcn_stages" and not v)}
     label = name + (":" + ",".join(f"{k}={_spec_value(v)}" for k, v in changed.items()) if changed else "")
     spec = ModelSpec(label, name, options)
@@ -547,15 +619,26 @@ def blocks_command(
     channels: Annotated[int, typer.Option("--channels", help="Input channels (C, M, d').")] = 64,
     out_channels: Annotated[int, typer.Option("--out-channels", help="Output channels (C', N, d'').")] = 64,
     size: Annotated[int, typer.Option("--size", help="Input height and width.")] = 56,
-    stride: Annotated[int, typer.Option("--stride")] = 1,
+    stride: Annotated[int, typer.Option("--stride", help="Stride of the blocks' spatial (3x3 or depthwise) conv.")] = 1,
     expansion: Annotated[int, typer.Option("--expansion", "-t", help="The inverted residual's expansion t.")] = 6,
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
     raw: RawOption = False,
 ) -> None:
-    """The ResNet bottleneck against the MobileNet V2 inverted residual (and the basic block,
-    the depthwise-separable block and a standard 3x3 conv) at matched input, traced and in closed form."""
+    """A ResNet bottleneck beside a MobileNetV2 inverted residual.
+
+    
+    Examples:
+      archprof blocks
+      archprof blocks --channels 256 --out-channels 256
+      archprof blocks --channels 24 --out-channels 32 --stride 2 --expansion 6
+
+    Beside them the basic block, the depthwise-separable block and a standard 3x3 conv, each
+    traced and in closed form.
+    """
     from archprof.analysis.blocks import BlockShapes, compare_blocks
+    from archprof.rendering.tables import blocks_tables
+    from archprof.rendering.writers import blocks_to_csv, blocks_to_json
 
     if output is not None:
         check_writable(output)
@@ -566,7 +649,7 @@ def blocks_command(
 
 @reports_user_errors
 def crosscheck_command(
-    name: Annotated[str, typer.Argument(help="A registered model (with :key=value options) or a factory.")],
+    name: Annotated[str, typer.Argument(autocompletion=complete_model, metavar="MODEL", help="A registered model (with :key=value options) or a factory.")],
     width: Annotated[float | None, typer.Option("--width", help="Width multiplier (MobileNets).")] = None,
     resolution: ResolutionOption = None,
     num_classes: NumClassesOption = None,
@@ -577,9 +660,20 @@ def crosscheck_command(
     unit: Annotated[Unit, typer.Option("--unit", help="The common unit every tool is converted to.")] = Unit.macs,
     raw: RawOption = False,
 ) -> None:
-    """archprof beside fvcore, thop and FlopCounterMode on one real CPU forward at batch 1, with
-    every difference attributed to a named convention."""
+    """Check the count against fvcore, thop and FlopCounterMode.
+
+    
+    Examples:
+      archprof crosscheck mobilenet_v2
+      archprof crosscheck resnet18 --unit flops
+      archprof crosscheck mobilenet_v1 --format json -o crosscheck.json
+
+    One real CPU forward at batch 1; every difference is attributed to a named convention.
+    """
     from archprof.analysis.crosscheck import crosscheck
+    from archprof.architectures.spec import build_from_spec, parse_spec
+    from archprof.rendering.tables import crosscheck_tables
+    from archprof.rendering.writers import crosscheck_to_csv, crosscheck_to_json
 
     if output is not None:
         check_writable(output)
@@ -597,7 +691,7 @@ DETECTORS = ("fcos", "retinanet")
 
 @reports_user_errors
 def detector_command(
-    name: Annotated[str, typer.Argument(help="fcos or retinanet, optionally with :key=value options (e.g. fcos:centerness=reg).")],
+    name: Annotated[str, typer.Argument(autocompletion=complete_detector, metavar="DETECTOR", help="fcos or retinanet, optionally with :key=value options (e.g. fcos:centerness=reg).")],
     backbone: Annotated[str | None, typer.Option("--backbone", help="resnet50, resnet101, resnet152 or mobilenet_v2, with its own :key=value options (e.g. mobilenet_v2:width=0.5).")] = None,
     preset: Annotated[str | None, typer.Option("--preset", help="seed (the FCOS code base's configs, the default) or torchvision (its *_resnet50_fpn models).")] = None,
     levels: Annotated[str | None, typer.Option("--levels", help="Pyramid levels, e.g. P3-P7.")] = None,
@@ -626,8 +720,19 @@ def detector_command(
     raw: RawOption = False,
     strict: StrictOption = False,
 ) -> None:
-    """Profile a one-stage detector (backbone, FPN neck, head shared across levels): totals, then
-    per part and per pyramid level; the default input is the papers' 1x3x800x1333."""
+    """Profile a one-stage detector per part and pyramid level.
+
+    
+    Examples:
+      archprof detector fcos
+      archprof detector retinanet --preset torchvision --per-stage
+      archprof detector fcos --backbone mobilenet_v2 --input-shape 1x3x512x512
+
+    Backbone, FPN neck and a head shared across levels: totals, then per part and per pyramid
+    level. The default input is the papers' 1x3x800x1333.
+    """
+    from archprof.architectures.spec import ModelSpec, parse_spec
+
     refuse_depth("detector", depth, "--backbone resnet101")
     if layer_depth is not None and layer_depth < 1:
         raise UserError(f"--layer-depth must be >= 1, got {layer_depth}")
@@ -661,9 +766,18 @@ def detector_command(
 
 @reports_user_errors
 def report_command(
-    out: Annotated[str, typer.Option("--out", help="Directory for the reports (created if missing).")] = "reports",
+    out: Annotated[str, typer.Option("--out", metavar="DIR", help="Directory for the reports (created if missing).")] = "reports",
 ) -> None:
-    """Regenerate the papers' tables (CSV, Markdown, LaTeX) and the figures (SVG, PNG)."""
+    """Regenerate the papers' tables and figures.
+
+    
+    Examples:
+      archprof report
+      archprof report --out paper/tables
+
+    The tables as CSV, Markdown and LaTeX and the figures as SVG and PNG, indexed in
+    DIR/README.md.
+    """
     from pathlib import Path
 
     from rich.console import Console

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from archprof.architectures.registry import ModelEntry
+from archprof.architectures.registry import ModelInfo
 from archprof.rendering.output import results
 
 
@@ -14,7 +14,7 @@ def console() -> Console:
     return Console(file=results(), highlight=False, emoji=False)  # "hf:llama:..." is a model name, not the :llama: emoji
 
 
-def print_model_list(entries: list[ModelEntry]) -> None:
+def print_model_list(entries: list[ModelInfo]) -> None:
     table = Table(title="archprof architectures", show_lines=False)
     table.add_column("model", style="bold")
     table.add_column("description")

@@ -16,10 +16,10 @@ import tempfile
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from archprof.rendering.tables import Table
-from archprof.rendering.writers import TEXT_WRITERS, write_console
+if TYPE_CHECKING:  # the writers import the analysis (and torch): loaded when there is something to write
+    from archprof.rendering.tables import Table
 
 
 class OutputError(ValueError):
@@ -198,6 +198,8 @@ def current_umask() -> int:
 
 def render_tables(tables: list[Table], fmt: str, raw: bool, width: int = 160) -> str:
     """Tables as text: rich's layout without colour for ``table``, else the format's writer."""
+    from archprof.rendering.writers import TEXT_WRITERS, write_console
+
     if fmt == "table":
         from rich.console import Console
 
@@ -222,6 +224,8 @@ def emit(text: str | None, tables: list[Table] | None, fmt: str, raw: bool, outp
     try:
         if text is None:
             from rich.console import Console
+
+            from archprof.rendering.writers import write_console
 
             console = Console(file=stream, highlight=False, emoji=False)
             if not console.is_terminal:  # piped: no colour (rich's default), and room for wide tables
