@@ -25,7 +25,7 @@ def test_committed_reports_are_regenerated_exactly(regenerated):
     committed = {p.name for p in REPORTS.iterdir()} - NOT_FROM_REPORT
     assert committed == {p.name for p in regenerated.iterdir()}
     for name in sorted(committed):
-        if name.endswith((".svg", ".png")):  # figures are compared by their data (.json), not their bytes
+        if name.endswith((".svg", ".pdf", ".png")):  # figures are compared by their data (.json), not their bytes
             assert (regenerated / name).stat().st_size > 1000, name
             continue
         assert (regenerated / name).read_text() == (REPORTS / name).read_text(), f"reports/{name} is stale: run `archprof report`"
@@ -93,4 +93,4 @@ def test_compare_plot_draws_the_per_stage_figure(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     capsys.readouterr()
     assert run(["compare", "mobilenet_v1", "mobilenet_v2", "--plot", str(tmp_path / "x.gif")]) == 2
-    assert "must end in .svg or .png" in capsys.readouterr().err
+    assert "must end in .svg, .pdf or .png" in capsys.readouterr().err

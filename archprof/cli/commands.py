@@ -112,6 +112,40 @@ PerLayer = Annotated[bool, typer.Option("--per-layer", help="Per-layer table.")]
 PerPart = Annotated[bool, typer.Option("--per-part", help="Per-part table (detectors): backbone, neck, head.")]
 PerLevel = Annotated[bool, typer.Option("--per-level", help="Per-pyramid-level table (detectors; a shared head charged to the level it ran on).")]
 PerStride = Annotated[bool, typer.Option("--per-stride", help="Stages regrouped by output stride: stem, /2, /4, ..., /32, head.")]
+PlotOption = Annotated[
+    str | None,
+    typer.Option("--plot", metavar="FILE", help="Also draw the figure to FILE: .svg, .pdf or .png (300 dpi); needs the plot extra."),
+]
+
+
+def check_plot(plot: str | None) -> None:
+    """Refuse a --plot that cannot be drawn before any model runs: its type, its directory, matplotlib."""
+    if plot is None:
+        return
+    from archprof.rendering.figures import FigureError, _pyplot, check_figure_path
+
+    try:
+        check_figure_path(plot)
+    except FigureError:
+        raise UserError(f"--plot {plot}: the figure must end in .svg, .pdf or .png") from None
+    check_writable(plot)
+    try:
+        _pyplot()
+    except FigureError as err:
+        raise UserError(str(err)) from None
+
+
+def draw_plot(plot: str | None, figure: Callable[[], Any]) -> None:
+    """Draw ``figure()`` to ``plot`` (all or nothing, as every file archprof writes)."""
+    if plot is not None:
+        from archprof.rendering.figures import draw
+
+        draw(figure(), plot)
+
+
+def figure_grouping(groupings: list[str]) -> str:
+    """What --plot draws: the first grouping shown, other than the layer view (too many bars to read)."""
+    return next((by for by in groupings if by != "layer"), "stage")
 BatchOption = Annotated[int | None, typer.Option("--batch", help="Batch size of the input.")]
 InputShapeOption = Annotated[str | None, typer.Option("--input-shape", metavar="SHAPE", help="One float input's full shape, e.g. 1x3x224x224.")]
 InputOption = Annotated[
@@ -421,7 +455,7 @@ def compare_command(
     unit: UnitOption = Unit.macs,
     raw: RawOption = False,
     strict: StrictOption = False,
-    plot: Annotated[str | None, typer.Option("--plot", metavar="FILE", help="Also draw the per-stage comparison to FILE.svg or FILE.png.")] = None,
+    plot: PlotOption = None,
 ) -> None:
     """Compare models side by side: totals, ratios, shares.
 
@@ -437,11 +471,9 @@ def compare_command(
     """
     if len(models) < 2:
         raise UserError("compare needs at least two models")
-    for path in (output, plot):
-        if path is not None:
-            check_writable(path)
-    if plot is not None and not plot.endswith((".svg", ".png")):
-        raise UserError(f"--plot {plot}: the figure must end in .svg or .png")
+    if output is not None:
+        check_writable(output)
+    check_plot(plot)
     from archprof.analysis.compare import compare, lined_up
     from archprof.architectures.spec import parse_spec
 
@@ -450,10 +482,9 @@ def compare_command(
     by = views(per_stage, per_block, per_type, per_layer, per_part, per_level, per_stride)
     profiles = profile_specs(specs, {}, choice, strict, device)
     comparison = compare(profiles, by=lined_up(profiles, by), unit=unit.value)
-    if plot is not None:
-        from archprof.rendering.figures import draw, stage_figure
+    from archprof.rendering.figures import group_figure
 
-        draw(stage_figure(comparison.profiles, unit.value), plot)
+    draw_plot(plot, lambda: group_figure(comparison.profiles, figure_grouping(list(comparison.by)), unit.value))
     render_models(comparison.profiles, list(comparison.by), fmt, output, unit, raw, comparison.depth)
 
 
@@ -490,6 +521,7 @@ def profile_command(
     unit: UnitOption = Unit.macs,
     raw: RawOption = False,
     strict: StrictOption = False,
+    plot: PlotOption = None,
 ) -> None:
     """Profile one model: totals and the grouped tables asked for.
 
@@ -509,6 +541,7 @@ def profile_command(
         raise UserError(f"--layer-depth must be >= 1, got {layer_depth}")
     if output is not None:
         check_writable(output)
+    check_plot(plot)
     spec = parse_spec(name)
     if not latency and (warmup is not None or repeats is not None):
         raise UserError(f"{'--warmup' if warmup is not None else '--repeats'} is for --latency: add --latency")
@@ -528,6 +561,9 @@ def profile_command(
         model = build_from_spec(spec, "cpu", builder_options(spec, overrides, choice))
         latencies = [measure_latency(model, profiles[0], device.value if device is Device.cuda else "cpu", warmup, repeats)]
     groupings = views(per_stage, per_block, per_type or latency, per_layer or layer_depth is not None, per_stride=per_stride)
+    from archprof.rendering.figures import group_figure
+
+    draw_plot(plot, lambda: group_figure(profiles, figure_grouping(groupings), unit.value))
     render_models(profiles, groupings, fmt, output, unit, raw, layer_depth, latencies)
 
 
@@ -563,6 +599,7 @@ def resnet_command(
     unit: UnitOption = Unit.macs,
     raw: RawOption = False,
     strict: StrictOption = False,
+    plot: PlotOption = None,
 ) -> None:
     """Profile a ResNet of the seed's backbone family.
 
@@ -576,6 +613,7 @@ def resnet_command(
         raise UserError(f"--layer-depth must be >= 1, got {layer_depth}")
     if output is not None:
         check_writable(output)
+    check_plot(plot)
     try:
         dcn = [int(s) for s in dcn_stages.replace("+", ",").split(",") if s.strip()]
     except ValueError:
@@ -603,6 +641,9 @@ def resnet_command(
     choice = InputChoice(inputs, input_shape, batch, seed=seed, max_memory=max_memory)
     profiles = profile_specs([spec], {}, choice, strict, device)
     groupings = views(per_stage, per_block, per_type, per_layer or layer_depth is not None, per_stride=per_stride)
+    from archprof.rendering.figures import group_figure
+
+    draw_plot(plot, lambda: group_figure(profiles, figure_grouping(groupings), unit.value))
     render_models(profiles, groupings, fmt, output, unit, raw, layer_depth)
 
 
@@ -624,6 +665,7 @@ def blocks_command(
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
     raw: RawOption = False,
+    plot: PlotOption = None,
 ) -> None:
     """A ResNet bottleneck beside a MobileNetV2 inverted residual.
 
@@ -642,7 +684,11 @@ def blocks_command(
 
     if output is not None:
         check_writable(output)
+    check_plot(plot)
     comparison = compare_blocks(BlockShapes(channels, out_channels, size, stride, expansion))
+    from archprof.rendering.figures import blocks_figure
+
+    draw_plot(plot, lambda: blocks_figure(comparison))
     emit_as(fmt, output, raw, json=lambda: blocks_to_json(comparison), csv=lambda: blocks_to_csv(comparison),
             tables=lambda: blocks_tables(comparison))
 

@@ -18,7 +18,7 @@ from archprof.analysis import published as pub
 from archprof.analysis.blocks import BlockShapes, compare_blocks
 from archprof.analysis.profile import Profile, profile
 from archprof.architectures import build_model
-from archprof.rendering.figures import FigureData, stage_figure, write_figure
+from archprof.rendering.figures import FIGURE_FORMATS, FigureData, group_figure, write_figure
 from archprof.rendering.output import all_or_nothing, make_dirs, write_atomic
 from archprof.rendering.tables import Column, Table
 from archprof.rendering.writers import to_latex, to_markdown
@@ -276,9 +276,11 @@ def memory_report(ps: Profiles) -> Report:
 
 
 def figures(ps: Profiles) -> dict[str, FigureData]:
-    v1, v2 = ps.get("mobilenet_v1"), ps.get("mobilenet_v2")
-    stages = stage_figure([v1, v2])
-    stages.title = "MobileNet V1 against V2: MACs per stage (224 x 224)"
+    v1, v2, r50 = ps.get("mobilenet_v1"), ps.get("mobilenet_v2"), ps.get("resnet50")
+    stages = group_figure([v1, v2], "stage", title="MobileNet V1 against V2: MACs per stage (224 x 224)")
+    stages.series = dict(zip(("MobileNet V1", "MobileNet V2"), stages.series.values(), strict=True))
+    strides = group_figure([r50, v2], "stride", title="ResNet-50 against MobileNetV2: MACs per stage, by output stride (224 x 224)")
+    strides.series = dict(zip(("ResNet-50", "MobileNetV2"), strides.series.values(), strict=True))
     series: dict[str, list[float]] = {}
     labels: list[str] = []
     labelled: list[bool] = []
@@ -295,12 +297,12 @@ def figures(ps: Profiles) -> dict[str, FigureData]:
                 labelled.append(True)
             else:
                 p = ps.get(name, **options)
-                labels.append(f"{options['width']}/{options['resolution']}")
+                labels.append(f"{family[-2:]} {options['width']}")
                 labelled.append(options["resolution"] == 224)
-            points += [p.totals.params / 1e6, p.totals.macs / 1e6]
+            points += [p.totals.params, p.totals.macs]
         series[family] = points
-    scatter = FigureData("scatter", "MACs against parameters, every architecture and multiplier",
-                         "parameters (millions)", "MACs (millions)", labels, series, labelled)
+    scatter = FigureData("scatter", "MACs against parameters, every architecture and multiplier (labels: width at 224 x 224)",
+                         "parameters", "MACs", labels, series, labelled)
     shares_models = [("MobileNet V1", v1), ("MobileNet V2", v2), ("ResNet-50", ps.get("resnet50"))]
     types: list[str] = []
     for _, p in shares_models:
@@ -310,7 +312,7 @@ def figures(ps: Profiles) -> dict[str, FigureData]:
         [label for label, _ in shares_models],
         {t: [100 * next((r.macs for r in p.group("type") if r.name == t), 0) / p.totals.macs for _, p in shares_models] for t in types},
     )
-    return {"v1_v2_stages": stages, "macs_params": scatter, "layer_type_shares": shares}
+    return {"v1_v2_stages": stages, "resnet50_v2_strides": strides, "macs_params": scatter, "layer_type_shares": shares}
 
 
 DETECTOR_BACKBONES = (("ResNet-50", "resnet50"), ("ResNet-101", "resnet101"), ("MobileNetV2", "mobilenet_v2"))
@@ -407,8 +409,10 @@ def _write_reports(out: Path, advance: Callable[[str], None] | None) -> list[Pat
     index += ["", "## Figures", ""]
     for stem, data in figures(ps).items():
         written += write_figure(data, out / stem)
-        index.append(f"- {data.title}: [{stem}.svg]({stem}.svg), [PNG]({stem}.png), [data]({stem}.json)")
-    index += ["", "![MobileNet V1 against V2, MACs per stage](v1_v2_stages.svg)", ""]
+        drawn = ", ".join(f"[{suffix[1:].upper()}]({stem}{suffix})" for suffix in FIGURE_FORMATS)
+        index.append(f"- {data.title}: {drawn}, [data]({stem}.json)")
+    index += ["", "![MobileNet V1 against V2, MACs per stage](v1_v2_stages.svg)", "",
+              "![ResNet-50 against MobileNetV2, MACs per stage by output stride](resnet50_v2_strides.svg)", ""]
     write_atomic(out / "README.md", "\n".join(index))
     written.append(out / "README.md")
     return written

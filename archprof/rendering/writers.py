@@ -124,7 +124,8 @@ def to_markdown(tables: list[Table], raw: bool) -> str:
 
 
 LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-                 "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+                 "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
+                 "|": r"\textbar{}"}  # a bare | prints as a dash in OT1 text
 
 
 def latex_escape(text: str) -> str:
