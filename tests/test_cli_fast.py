@@ -172,3 +172,21 @@ def test_help_uses_a_wide_terminal():
     # a description that wraps at 80 columns stays on its option's line at 200
     assert any(line.startswith("  --deformable-groups") and "--dcn-stages" in line for line in wide)
     assert max(map(len, wide)) > 100
+
+
+TABLE_LINE = tuple("┏┃┡│└")  # rich's box characters open every line of a table
+
+
+@pytest.mark.parametrize("argv", [["compare", "mobilenet_v1", "mobilenet_v2"], ["resnet", "--depth", "50", "--per-stage"],
+                                  ["compare", "mobilenet_v1", "mobilenet_v2", "resnet50", "--per-layer"]], ids=" ".join)
+def test_tables_fit_80_columns_and_use_200(argv, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "80")
+    assert run(argv) == 0
+    narrow = [line for line in capsys.readouterr().out.splitlines() if line.startswith(TABLE_LINE)]
+    assert narrow and max(map(len, narrow)) <= 80
+    monkeypatch.setenv("COLUMNS", "200")
+    assert run(argv) == 0
+    wide = [line for line in capsys.readouterr().out.splitlines() if line.startswith(TABLE_LINE)]
+    assert max(map(len, wide)) > 80
+    if argv[0] == "compare" and len(argv) == 3:  # the per-stage shares keep their bars when there is room
+        assert "█" in "".join(wide) and "█" not in "".join(narrow)

@@ -9,6 +9,7 @@ import os
 import sys
 
 import typer
+import typer.core
 import typer.main
 
 from archprof import __version__
@@ -25,11 +26,32 @@ Examples:
 `archprof COMMAND --help` shows a command's options and examples.
 """
 
+class _PlainHelp:
+    """typer's --help defaults to None, which typer coerces through pydantic (a tenth of a second
+    and 13 MB) on every command line that does not give it; a False default needs no coercion."""
+
+    def get_help_option(self, ctx: typer.Context) -> typer.core.TyperOption | None:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None and option.default is None:
+            option.default = False
+        return option
+
+
+class ArchprofGroup(_PlainHelp, typer.core.TyperGroup):
+    pass
+
+
+class ArchprofCommand(_PlainHelp, typer.core.TyperCommand):
+    pass
+
+
 app = typer.Typer(
     name="archprof",
+    cls=ArchprofGroup,
     help=HELP,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    add_completion=False,  # the two options are declared below: typer's own load pydantic on every command
     # click's plain help: it wraps the descriptions and never cuts an option's name (typer's rich
     # panels cut them at 80 columns), and prints without loading rich's markdown layout
     rich_markup_mode=None,
@@ -44,25 +66,47 @@ def _print_version(asked: bool) -> None:
         raise typer.Exit()
 
 
+def _completion(ctx: typer.Context, param: typer.CallbackParam, asked: bool) -> None:
+    """--install-completion and --show-completion, as typer's own options do them.
+
+    Declared here as plain flags: typer's (``add_completion=True``) default to None, which typer
+    coerces through pydantic on every command line, a tenth of a second before any command runs.
+    The completions themselves (``_ARCHPROF_COMPLETE=...``) are answered by typer either way.
+    """
+    if asked:
+        from typer import completion
+
+        completion.completion_init()
+        (completion.install_callback if param.name == "install_completion" else completion.show_callback)(ctx, param, asked)
+
+
 @app.callback()
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the underlying traceback of an error."),
     version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, expose_value=False, help="Print archprof's version and exit."
     ),
+    install_completion: bool = typer.Option(
+        False, "--install-completion", callback=_completion, is_eager=True, expose_value=False,
+        help="Install completion for the current shell.",
+    ),
+    show_completion: bool = typer.Option(
+        False, "--show-completion", callback=_completion, is_eager=True, expose_value=False,
+        help="Show completion for the current shell, to copy it or customize the installation.",
+    ),
 ) -> None:
     """FLOPs, MACs, parameters and memory of PyTorch architectures, traced at the dispatcher."""
     commands.SETTINGS.verbose = verbose
 
 
-app.command("compare")(commands.compare_command)
-app.command("profile")(commands.profile_command)
-app.command("resnet")(commands.resnet_command)
-app.command("blocks")(commands.blocks_command)
-app.command("detector")(commands.detector_command)
-app.command("crosscheck")(commands.crosscheck_command)
-app.command("report")(commands.report_command)
-app.command("list")(commands.list_command)
+app.command("compare", cls=ArchprofCommand)(commands.compare_command)
+app.command("profile", cls=ArchprofCommand)(commands.profile_command)
+app.command("resnet", cls=ArchprofCommand)(commands.resnet_command)
+app.command("blocks", cls=ArchprofCommand)(commands.blocks_command)
+app.command("detector", cls=ArchprofCommand)(commands.detector_command)
+app.command("crosscheck", cls=ArchprofCommand)(commands.crosscheck_command)
+app.command("report", cls=ArchprofCommand)(commands.report_command)
+app.command("list", cls=ArchprofCommand)(commands.list_command)
 
 
 def repeated_option(argv: list[str]) -> str | None:
@@ -109,6 +153,10 @@ def repeated_option(argv: list[str]) -> str | None:
 def run(argv: list[str] | None = None) -> int:
     """Run the command line on ``argv`` and return its exit code (what ``main`` exits with)."""
     commands.SETTINGS.verbose = False
+    if os.environ.get("_ARCHPROF_COMPLETE"):  # the shell asks for completions: typer's shells answer
+        from typer.completion import completion_init
+
+        completion_init()
     args = list(sys.argv[1:] if argv is None else argv) or ["--help"]  # a bare `archprof` asks for the help
     repeated = repeated_option(args)
     if repeated is not None:

@@ -228,7 +228,8 @@ def emit(text: str | None, tables: list[Table] | None, fmt: str, raw: bool, outp
             from archprof.rendering.writers import write_console
 
             console = Console(file=stream, highlight=False, emoji=False)
-            if not console.is_terminal:  # piped: no colour (rich's default), and room for wide tables
+            if not console.is_terminal and not os.environ.get("COLUMNS"):
+                # piped: no colour (rich's default), and room for wide tables unless COLUMNS sets a width
                 console = Console(file=stream, highlight=False, emoji=False, width=160)
             write_console(tables or [], raw, console)
         else:
