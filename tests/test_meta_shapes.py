@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from archprof.tracing.meta_shapes import fast_meta_output
+from archprof.tracing.meta_shapes import MetaOutputs, _broadcast, fast_meta_output
 
 aten = torch.ops.aten
 
@@ -112,3 +112,87 @@ def test_transformer_ops_are_answered_from_shapes_with_the_kernels_strides(op, a
     real = op(*args)
     items = (fast, real) if isinstance(fast, tuple) else ((fast,), (real,))
     assert [(tuple(t.shape), t.dtype, t.stride()) for t in items[0]] == [(tuple(t.shape), t.dtype, t.stride()) for t in items[1]]
+
+
+def layout(out):
+    items = out if isinstance(out, (tuple, list)) else (out,)
+    return [(tuple(t.shape), t.stride(), t.dtype, t.untyped_storage().nbytes()) if isinstance(t, torch.Tensor) else t
+            for t in items]
+
+
+def rotated_half(x):
+    return x[..., x.shape[-1] // 2:]
+
+
+REPEATED = [
+    (aten.neg.default, (rotated_half(meta(1, 4, 16, 8)),)),  # a slice: the kernel's strides, not a contiguous guess
+    (aten.mul.Tensor, (meta(1, 4, 16, 8).transpose(1, 2), meta(1, 16, 1, 8))),  # broadcast over a transposed operand
+    (aten.cat.default, ([meta(2, 3), meta(2, 5)], -1)),
+    (aten.where.self, (meta(16, 16, dtype=torch.bool), meta(1, 16), meta(16, 1))),
+    (aten.bmm.default, (meta(12, 197, 64), meta(12, 64, 197))),
+    (aten.gelu.default, (meta(1, 197, 3072),)),
+    (aten.embedding.default, (meta(32000, 64), meta(1, 128, dtype=torch.int64))),
+    (aten.div.Tensor, (meta(4, dtype=torch.int64), 2)),  # true division of integers: the default dtype
+    (aten.mul.Tensor, (meta(4, dtype=torch.int64), 2)),  # stays integer: 2 and 2.0 are different calls
+    (aten.mul.Tensor, (meta(4, dtype=torch.int64), 2.0)),
+    (aten.native_layer_norm.default, (meta(1, 197, 768), [768], meta(768), meta(768), 1e-6)),
+    (aten.clone.default, (meta(3, 4).t(),)),
+    (aten._to_copy.default, (meta(2, 3),), {"dtype": torch.float16}),
+    (aten.arange.default, (16,), {"dtype": torch.int64, "device": torch.device("meta")}),  # a factory: no tensor in
+]
+
+
+@pytest.mark.parametrize("case", REPEATED, ids=[f"{c[0]}-{i}" for i, c in enumerate(REPEATED)])
+def test_a_repeated_op_gets_what_torchs_meta_kernel_gives(case):
+    # The first call runs (a shape rule or torch's kernel); a repeat with the same signature is
+    # answered from it: the same shape, strides, dtype and storage size as the kernel's, in a new storage.
+    op, args, kwargs = case if len(case) == 3 else (*case, {})
+    tensors = [a for a in [*args, *kwargs.values()] if isinstance(a, torch.Tensor)]
+    tensors += [t for a in args if isinstance(a, list) for t in a if isinstance(t, torch.Tensor)]
+    outputs = MetaOutputs()
+    first, signature = outputs.run(op, args, kwargs, tensors)
+    again, same = outputs.run(op, args, kwargs, tensors)
+    assert signature is not None and same == signature
+    assert layout(first) == layout(again) == layout(op(*args, **kwargs))
+    assert (again if isinstance(again, torch.Tensor) else again[0]).untyped_storage()._cdata not in {
+        t.untyped_storage()._cdata for t in [*tensors, *([first] if isinstance(first, torch.Tensor) else first)]}
+
+
+def test_views_and_writes_run_every_time_and_share_their_inputs_storage():
+    outputs = MetaOutputs()
+    x = meta(2, 3, 4)
+    for op, args in [(aten.view.default, (x, [6, 4])), (aten._unsafe_view.default, (x, [6, 4])), (aten.t.default, (meta(3, 4),)),
+                     (aten.add_.Tensor, (x, 1.0)), (aten.transpose.int, (x, 0, 1))]:
+        for _ in range(2):
+            out, signature = outputs.run(op, args, {}, [args[0]])
+            assert signature is None
+            assert out.untyped_storage()._cdata == args[0].untyped_storage()._cdata
+
+
+def test_a_signature_tells_apart_what_decides_the_output():
+    outputs = MetaOutputs()
+    signatures = {
+        outputs.run(op, args, {}, [a for a in args if isinstance(a, torch.Tensor)])[1]
+        for op, args in [
+            (aten.mul.Tensor, (meta(4, dtype=torch.int64), 2)),
+            (aten.mul.Tensor, (meta(4, dtype=torch.int64), 2.0)),
+            (aten.mul.Tensor, (meta(4, dtype=torch.int64), True)),
+            (aten.mul.Tensor, (meta(4, dtype=torch.int32), 2)),
+            (aten.mul.Tensor, (meta(2, 2), 2)),
+            (aten.mul.Tensor, (meta(2, 2).t(), 2)),
+            (aten.add.Tensor, (meta(2, 2), 2)),
+        ]
+    }
+    assert len(signatures) == 7 and None not in signatures
+    # what cannot be read as plain data is not remembered
+    assert outputs.run(aten.normal.Tensor_float, (meta(3),), {"generator": torch.Generator()}, [meta(3)])[1] is None
+
+
+@pytest.mark.parametrize(("a", "b"), [((2, 3), (3,)), ((2, 1), (1, 3)), ((0, 3), (1, 3)), ((5,), ()), ((1,), (0,)),
+                                      ((2, 3), (4,)), ((0,), (2,)), ((4, 1, 2), (3, 1)), ((1, 1), (1, 1, 1))])
+def test_broadcast_is_torchs(a, b):
+    try:
+        expected = list(torch.broadcast_shapes(a, b))
+    except RuntimeError:
+        expected = None
+    assert _broadcast(a, b) == expected

@@ -4,12 +4,13 @@ torch's meta kernels for batch and layer norm, softmax and element-wise arithmet
 references that take 0.1-0.5 ms a call (a few ms for softmax), the bulk of a meta forward, and the
 first call of its meta convolution imports torch._dynamo (over a second of a command-line run).
 Outputs here are contiguous tensors of the same shape and dtype as the kernel's; the cost rules
-read nothing else. Ops not listed run their own meta kernel.
+read nothing else. Ops not listed run their own meta kernel, once per trace for each set of input
+shapes: :class:`MetaOutputs` answers the repeats (a model repeats its layers) from the first call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -42,19 +43,33 @@ def _batch_norm(args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor, 
 
 
 def _binary(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    # Contiguous operands only: the kernel lays its output out as its operands are.
     a, b = args[0], args[1]
-    if kwargs or len(args) > 2 or not a.is_floating_point():
+    if kwargs or len(args) > 2 or not a.is_floating_point() or not a.is_contiguous():
         return None
     if not isinstance(b, torch.Tensor):
         return _empty(a.shape, a.dtype) if isinstance(b, (int, float)) and not isinstance(b, bool) else None
-    if not _floats(a, b):
+    if not _floats(a, b) or not b.is_contiguous():
         return None
     if a.shape == b.shape:
         return _empty(a.shape, a.dtype)
-    try:
-        return _empty(torch.broadcast_shapes(a.shape, b.shape), a.dtype)
-    except RuntimeError:
-        return None  # not broadcastable: torch's kernel raises its own error
+    shape = _broadcast(a.shape, b.shape)
+    return None if shape is None else _empty(shape, a.dtype)  # None: not broadcastable, torch's kernel raises
+
+
+def _broadcast(a: Sequence[int], b: Sequence[int]) -> list[int] | None:
+    """torch.broadcast_shapes for two shapes (which is a Python reference, 15 us a call)."""
+    if len(a) < len(b):
+        a, b = b, a
+    shape = list(a)
+    offset = len(a) - len(b)
+    for i, n in enumerate(b):
+        m = a[offset + i]
+        if n != m and n != 1:
+            if m != 1:
+                return None
+            shape[offset + i] = n
+    return shape
 
 
 def _convolution(args: tuple, kwargs: dict) -> torch.Tensor | None:
@@ -224,7 +239,7 @@ IN_PLACE_META = {
 
 def fast_meta_output(func: Any, args: tuple, kwargs: dict, tensors: list[torch.Tensor]) -> Any:
     """The op's output computed from shapes alone, or None to run torch's meta kernel."""
-    if not tensors or any(t.device.type != "meta" for t in tensors):
+    if not tensors or not all(t.is_meta for t in tensors):
         return None
     if func in IN_PLACE_META:
         if kwargs or not args[0].is_floating_point():
@@ -237,3 +252,143 @@ def fast_meta_output(func: Any, args: tuple, kwargs: dict, tensors: list[torch.T
         return args[0]
     shape_fn = FAST_META.get(func)
     return shape_fn(args, kwargs) if shape_fn is not None else None
+
+
+_META = torch.device("meta")
+# Arguments that decide an op's output metadata by their value (and type: 1, 1.0 and True promote
+# differently), alongside the tensors' shapes, strides and dtypes.
+_VALUES = frozenset({int, float, bool, complex, str, type(None), torch.dtype, torch.device, torch.layout, torch.memory_format})
+_TENSORS = (torch.Tensor, torch.nn.Parameter)
+
+
+class MetaOutputs:
+    """An op's output on the meta device, torch's meta kernel run once per trace and input signature.
+
+    A model repeats its layers: the second time an op sees the same input shapes, strides and
+    dtypes and the same other arguments, its outputs are new empty tensors with the shapes, strides
+    and dtypes that its meta kernel (or a shape rule above) gave the first time, as FakeTensorMode's
+    dispatch cache answers a repeated op. Ops that return an input's storage (views) or write into
+    an argument run every time: the tracer follows storages. One instance per trace, so that a
+    trace's time does not depend on what an earlier trace ran.
+
+    The signature :meth:`run` returns decides everything the tracer records about the call but the
+    storages: on meta a cost rule sees shapes and dtypes only, so the tracer measures a signature once.
+    """
+
+    def __init__(self) -> None:
+        self._outputs: dict[tuple, tuple | None] = {}  # None: the first call's output cannot be rebuilt
+        self._always_run: dict[Any, bool] = {}  # per op: views and writes
+
+    def run(self, func: Any, args: tuple, kwargs: dict, tensors: list[torch.Tensor]) -> tuple[Any, tuple | None]:
+        """The op's output, and its signature where the output is a function of it alone (a new
+        meta tensor: not a view, not a write, not on a real device); else None."""
+        always = self._always_run.get(func)
+        if always is None:
+            always = self._always_run[func] = _aliases_or_writes(func)
+        if always or not all(t.is_meta for t in tensors):
+            out = fast_meta_output(func, args, kwargs, tensors)
+            return (func(*args, **kwargs) if out is None else out), None
+        key = _signature(func, args, kwargs)
+        if key is None:
+            out = fast_meta_output(func, args, kwargs, tensors)
+            return (func(*args, **kwargs) if out is None else out), None
+        spec = self._outputs.get(key, _UNSEEN)
+        if spec is not _UNSEEN:
+            if spec is None:  # not rebuilt from shapes: the kernel again
+                out = fast_meta_output(func, args, kwargs, tensors)
+                return (func(*args, **kwargs) if out is None else out), key
+            return _rebuild(spec), key
+        out = fast_meta_output(func, args, kwargs, tensors)
+        if out is None:
+            out = func(*args, **kwargs)
+        spec = _spec_of(out, {t.untyped_storage()._cdata for t in tensors})
+        if spec is _ALIASES:  # _unsafe_view and the like: a view with no alias annotation
+            self._always_run[func] = True
+            return out, None
+        self._outputs[key] = spec
+        return out, key
+
+
+_UNSEEN = object()
+_ALIASES = object()
+
+
+def _aliases_or_writes(func: Any) -> bool:
+    schema = func._schema
+    if any(r.alias_info is not None for r in schema.returns) or torch.Tag.inplace_view in func.tags:
+        return True
+    return any(a.alias_info is not None and a.alias_info.is_write for a in schema.arguments)
+
+
+def _signature(func: Any, args: tuple, kwargs: dict) -> tuple | None:
+    """What decides the op's output metadata: its arguments (tensors by shape, stride and dtype) and
+    the default dtype (integer division and factories use it); None if an argument is not plain data."""
+    parts: list[Any] = [func, torch.get_default_dtype()]
+    if not _describe(args, parts):
+        return None
+    for name, value in kwargs.items():
+        parts.append(name)
+        if not _describe((value,), parts):
+            return None
+    return tuple(parts)
+
+
+def _describe(values: Sequence[Any], parts: list[Any]) -> bool:
+    for value in values:
+        kind = type(value)
+        if kind in _VALUES:
+            parts.append(kind)
+            parts.append(value)
+        elif kind in _TENSORS:
+            parts.append(kind)
+            parts.append(value.shape)
+            parts.append(value.stride())
+            parts.append(value.dtype)
+        elif kind is list or kind is tuple:
+            parts.append(kind)
+            parts.append(len(value))
+            if not _describe(value, parts):
+                return False
+        else:  # a generator, a tensor subclass, an object: no telling what the kernel reads from it
+            return False
+    return True
+
+
+def _spec_of(out: Any, input_storages: set[int]) -> Any:
+    """How to rebuild ``out`` as new empty meta tensors; None where that would not be the same
+    (not meta tensors, an offset or a storage larger than the tensor), _ALIASES for a view."""
+    single = isinstance(out, torch.Tensor)
+    items = (out,) if single else out
+    if not single and type(out) not in (tuple, list):
+        return None
+    specs = []
+    storages = set()
+    for t in items:
+        if type(t) in _VALUES:
+            specs.append(t)
+            continue
+        if type(t) is not torch.Tensor or not t.is_meta:
+            return None
+        storage = t.untyped_storage()
+        if storage._cdata in input_storages:
+            return _ALIASES
+        if storage._cdata in storages or t.storage_offset():
+            return None
+        storages.add(storage._cdata)
+        spec = (tuple(t.shape), t.stride(), t.dtype)
+        if _rebuild_one(spec).untyped_storage().nbytes() != storage.nbytes():
+            return None
+        specs.append(spec)
+    return (specs[0],) if single else (type(out), tuple(specs))
+
+
+def _rebuild_one(spec: tuple) -> torch.Tensor:
+    shape, stride, dtype = spec
+    return torch.empty_strided(shape, stride, dtype=dtype, device=_META)
+
+
+def _rebuild(spec: tuple) -> Any:
+    if len(spec) == 1:
+        return _rebuild_one(spec[0])
+    kind, items = spec
+    return kind(_rebuild_one(s) if type(s) is tuple else s for s in items)

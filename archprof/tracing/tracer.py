@@ -19,7 +19,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from archprof.tracing.meta_shapes import fast_meta_output
+from archprof.tracing.meta_shapes import MetaOutputs
 from archprof.tracing.rules import COST_RULES, CostRule, register_library_rules
 
 # Metadata queries, not computations (as FlopCounterMode skips them).
@@ -122,10 +122,8 @@ class _Recorder(TorchDispatchMode):
             if out is not NotImplemented:
                 return out
         inputs = tensors_in(args) + (tensors_in(kwargs) if kwargs else [])
-        out = fast_meta_output(func, args, kwargs, inputs)
-        if out is None:
-            out = func(*args, **kwargs)
-        self.tracer.record(func, rule, args, kwargs, out, inputs)
+        out, signature = self.tracer.outputs.run(func, args, kwargs, inputs)
+        self.tracer.record(func, rule, args, kwargs, out, inputs, signature)
         return out
 
 
@@ -188,6 +186,8 @@ class Tracer:
             if rule.whole and p._qualified_op_name.startswith("aten::")
         }
         self.inside_whole = 0  # >0 while a whole op runs: its parts are not recorded
+        self.outputs = MetaOutputs()  # runs each op, from shapes where it can on meta
+        self._measured: dict[tuple, tuple] = {}  # per op signature on meta: its OpEvent fields (see record)
         self.stack: list[str] = []
         self.trace = Trace()
         self._known: set[int] = set()
@@ -251,6 +251,33 @@ class Tracer:
         if path in self.watched and id(module) in self.paths:
             self.trace.module_outputs.extend((path, tuple(t.shape)) for t in tensors_in(output))
 
+    def _measure(
+        self, func: Any, rule: CostRule | None, args: tuple, kwargs: dict, out: Any, inputs: list[torch.Tensor],
+        tensors_out: list[torch.Tensor], in_keys: set[int], out_keys: list[int],
+    ) -> tuple[str, str, int, int, int, int, int, bool]:
+        """An op call's OpEvent fields but its module and phase: name, category, macs, flops,
+        activations, bytes read and written, counted."""
+        name = func._overloadpacket._qualified_op_name.replace("::", ".")
+        cost, category = None, "uncounted"
+        if rule is not None:
+            try:
+                cost = rule.cost(args, kwargs, out)
+            except Exception:  # a rule that cannot read this call's arguments: report, don't guess
+                cost = None
+            if cost is not None:
+                category = rule.category(args, kwargs) if callable(rule.category) else rule.category
+        # An op that returns an input's storage without writing to it is a view, whatever its schema
+        # says (aten._unsafe_view carries no alias annotation).
+        view = self._is_view(func) or (bool(out_keys) and in_keys.issuperset(out_keys) and not self._writes(func))
+        macs, flops = (cost.macs, cost.flops) if cost is not None else (0, 0)
+        if view:
+            activations = bytes_read = bytes_written = 0
+        else:
+            activations = sum(t.numel() for t in tensors_out)
+            bytes_read = sum(tensor_bytes(t) for t in inputs)
+            bytes_written = sum(tensor_bytes(t) for t in tensors_out)
+        return name, category, int(macs), int(flops), activations, bytes_read, bytes_written, cost is not None
+
     def _writes(self, func: Any) -> bool:
         """In-place or out= ops: they write into a storage they were given."""
         writes = self._write_ops.get(func)
@@ -269,37 +296,27 @@ class Tracer:
         return view
 
     def record(
-        self, func: Any, rule: CostRule | None, args: tuple, kwargs: dict, out: Any, inputs: list[torch.Tensor]
+        self,
+        func: Any,
+        rule: CostRule | None,
+        args: tuple,
+        kwargs: dict,
+        out: Any,
+        inputs: list[torch.Tensor],
+        signature: tuple | None = None,
     ) -> None:
-        tensors_out = tensors_in(out)
+        """Record one op call; ``signature`` (from :class:`MetaOutputs`) decides all but its storages."""
+        tensors_out = [out] if type(out) is torch.Tensor else tensors_in(out)
         if rule is not None and rule.first_output_only:
             tensors_out = tensors_out[:1]
-        packet = func._overloadpacket
-        name = f"{packet._qualified_op_name.replace('::', '.')}"
-        cost, category = None, "uncounted"
-        if rule is not None:
-            try:
-                cost = rule.cost(args, kwargs, out)
-            except Exception:  # a rule that cannot read this call's arguments: report, don't guess
-                cost = None
-            if cost is not None:
-                category = rule.category(args, kwargs) if callable(rule.category) else rule.category
-        in_keys = {storage_key(t) for t in inputs}
-        out_keys = [storage_key(t) for t in tensors_out]
-        # An op that returns an input's storage without writing to it is a view, whatever its schema
-        # says (aten._unsafe_view carries no alias annotation).
-        view = self._is_view(func) or (bool(out_keys) and in_keys.issuperset(out_keys) and not self._writes(func))
-        macs, flops = (cost.macs, cost.flops) if cost is not None else (0, 0)
-        if view:
-            activations = bytes_read = bytes_written = 0
-        else:
-            activations = sum(t.numel() for t in tensors_out)
-            bytes_read = sum(tensor_bytes(t) for t in inputs)
-            bytes_written = sum(tensor_bytes(t) for t in tensors_out)
-        module = self.stack[-1] if self.stack else ""
-        self.trace.events.append(
-            OpEvent(name, module, category, int(macs), int(flops), activations, bytes_read, bytes_written, cost is not None)
-        )
+        in_keys = {t.untyped_storage()._cdata for t in inputs}
+        out_keys = [t.untyped_storage()._cdata for t in tensors_out]
+        measured = self._measured.get(signature) if signature is not None else None
+        if measured is None:
+            measured = self._measure(func, rule, args, kwargs, out, inputs, tensors_out, in_keys, out_keys)
+            if signature is not None:
+                self._measured[signature] = measured
+        self.trace.events.append(OpEvent(measured[0], self.stack[-1] if self.stack else "", *measured[1:]))
         fresh = []
         for t, key in zip(tensors_out, out_keys, strict=True):
             if key not in self._known:
