@@ -68,6 +68,9 @@ def test_profile_csv_is_one_header_and_exact_integers_that_concatenate(tmp_path)
         "macs": str(v2.totals.macs), "flops": str(v2.totals.flops), "params": str(v2.totals.params),
         "activations": str(v2.totals.activations), "bytes_read": str(v2.totals.bytes_read),
         "bytes_written": str(v2.totals.bytes_written),
+        # the conditions end every row (tests/test_conditions.py pins them)
+        "input": "1x3x160x160", "dtype": "float32", "batch": "1", "device": "meta", "mode": "inference",
+        "convention": v2.conditions.convention, "version": archprof.__version__,
     }
     for by in ("stage", "block", "type"):
         mine = [(r["name"], int(r["macs"]), int(r["params"])) for r in rows if r["grouping"] == by]
@@ -103,10 +106,11 @@ def test_profile_layer_view_folds_to_depth():
 
 
 def test_latex_is_booktabs_with_escaped_names():
-    result = invoke("profile", "mobilenet_v1", "--per-type", "--format", "latex")
+    result = invoke("profile", "mobilenet_v1", "--per-type", "--format", "latex", "--caption", "mobilenet_v1 & co")
     assert "\\toprule" in result.stdout and "\\bottomrule" in result.stdout
     assert "94.86 \\%" in result.stdout  # conv 1x1 share of MACs (paper Table 2)
-    assert "mobilenet\\_v1" in result.stdout
+    assert "metric & MobileNetV1 (1.0, 224) \\\\" in result.stdout  # the display name (archprof.rendering.names)
+    assert "mobilenet\\_v1 \\& co: totals." in result.stdout
 
 
 def test_unit_flops_changes_the_grouped_column():

@@ -75,8 +75,8 @@ def test_the_known_contradictions_are_named(regenerated):
     resnet = {r["depth"]: r for r in rows(regenerated, "resnet")}
     assert "truncated" in resnet["50"]["note"] and "truncated" in resnet["34"]["note"]
     assert not resnet["101"]["note"] and not resnet["152"]["note"]
-    v2 = {r["model"]: r for r in rows(regenerated, "v1_vs_v2")}
-    assert "569 M" in v2["MobileNetV1"]["note"]
+    v2 = {r["model"]: r for r in rows(regenerated, "v1_vs_v2")}  # display names (archprof.rendering.names)
+    assert "569 M" in v2["MobileNetV1 (1.0, 224)"]["note"]
 
 
 def test_blocks_report_traced_equals_closed_form(regenerated):

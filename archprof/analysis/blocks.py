@@ -21,7 +21,7 @@ from functools import cache
 import torch
 from torch import nn
 
-from archprof.analysis.profile import profile
+from archprof.analysis.profile import Conditions, profile
 from archprof.architectures.base import check_positive_int
 from archprof.architectures.mobilenet_v1 import DepthwiseSeparable
 from archprof.architectures.mobilenet_v2 import InvertedResidual
@@ -77,6 +77,7 @@ class BlockComparison:
     blocks: list[BlockCost]
     separable_ratio: float  # traced depthwise separable MACs over the standard conv's
     separable_ratio_closed_form: float  # the V1 paper's 1/N + 1/Dk^2
+    conditions: Conditions | None = None  # every block's trace: one input of 1 x channels x size x size on meta
 
 
 def compare_blocks(shapes: BlockShapes | None = None) -> BlockComparison:
@@ -111,8 +112,10 @@ def compare_blocks(shapes: BlockShapes | None = None) -> BlockComparison:
     except (RuntimeError, OverflowError) as err:
         raise ValueError(f"blocks of {c} -> {n} channels cannot be built: {str(err).strip().splitlines()[0]}") from err
     result = []
+    conditions = None
     for name, layers, module, closed, formula in blocks:
         p = profile(module, (1, c, h, h), device="meta")
+        conditions = p.conditions
         network, share = shares.get(name, (None, None))
         result.append(BlockCost(
             block=name, layers=layers, macs=p.totals.macs, closed_form_macs=closed, formula=formula,
@@ -120,4 +123,4 @@ def compare_blocks(shapes: BlockShapes | None = None) -> BlockComparison:
             peak_activation_bytes=p.totals.peak_activation_bytes, network=network, network_share=share,
         ))
     macs = {b.block: b.macs for b in result}
-    return BlockComparison(s, result, macs["DepthwiseSeparable"] / macs["StandardConv"], 1 / n + 1 / (k * k))
+    return BlockComparison(s, result, macs["DepthwiseSeparable"] / macs["StandardConv"], 1 / n + 1 / (k * k), conditions)

@@ -9,11 +9,13 @@ from typing import Any
 from archprof.analysis.profile import (
     DEFAULT_GROUPINGS,
     ROOT,
+    Conditions,
     Profile,
     Row,
     _groupings,
     _pandas,
     _unit,
+    layout,
     profile,
     stride_order,
 )
@@ -153,19 +155,26 @@ class Comparison:
 
         return models_to_csv(self.profiles, list(self.by), self.depth)
 
-    def to_latex(self, raw: bool = False) -> str:
-        """The booktabs tables ``archprof compare --format latex`` writes."""
-        return self._text("latex", list(self.by), raw)
+    def to_latex(self, raw: bool = False, *, scale: str | None = None, tables: Sequence[str] | None = None,
+                 caption: str | None = None, label: str | None = None, siunitx: bool = False) -> str:
+        """The booktabs tables ``archprof compare --format latex`` writes (``scale``, ``tables``,
+        ``caption``, ``label``, ``siunitx``: its --scale, --table, --caption, --label, --siunitx)."""
+        return self._text("latex", list(self.by), raw, layout(scale, tables, caption, label, siunitx, "compare"))
 
-    def to_markdown(self, raw: bool = False) -> str:
-        return self._text("markdown", list(self.by), raw)
+    def to_markdown(self, raw: bool = False, *, scale: str | None = None, tables: Sequence[str] | None = None) -> str:
+        return self._text("markdown", list(self.by), raw, layout(scale, tables, command="compare"))
 
-    def _text(self, fmt: str, groupings: list[str], raw: bool) -> str:
+    @property
+    def conditions(self) -> list[Conditions]:
+        """Each profile's conditions (inputs, batch, device, mode, convention, version), in order."""
+        return [p.conditions for p in self.profiles]
+
+    def _text(self, fmt: str, groupings: list[str], raw: bool, how: Any = None) -> str:
         from archprof.rendering.tables import model_tables
         from archprof.rendering.writers import TEXT_WRITERS, to_html
 
-        writer = to_html if fmt == "html" else TEXT_WRITERS[fmt]
-        return writer(model_tables(self.profiles, groupings, self.unit, self.depth), raw)
+        made = model_tables(self.profiles, groupings, self.unit, self.depth)
+        return to_html(made, raw) if fmt == "html" else TEXT_WRITERS[fmt](made, raw, how)
 
 
 def compare(

@@ -34,7 +34,7 @@ from torch.nn import functional as F  # noqa: N812
 from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
-from archprof.analysis.profile import ROOT, Profile, ProfileError, profile
+from archprof.analysis.profile import ROOT, Conditions, Profile, ProfileError, profile
 from archprof.tracing.inputs import Inputs, InputSpec, as_inputs, materialize, vocabulary_size
 from archprof.tracing.rules import FUSED_ATTENTION_OPS
 from archprof.tracing.state import ModuleSnapshot
@@ -539,6 +539,7 @@ class Crosscheck:
     meta_error: str | None = None
     # per layer: archprof's own reason -> meta minus CPU, in the common unit
     device_gaps: dict[str, dict[str, int]] = field(default_factory=dict)
+    conditions: Conditions | None = None  # of the CPU forward every tool ran
 
     @property
     def archprof_total(self) -> int:
@@ -883,4 +884,5 @@ def crosscheck(
             if report.error is None:
                 _attribute(report, forward, predict(forward), unit)
             peers.append(report)
-    return Crosscheck(ours.model, unit, _per_layer(ours, unit), peers, ours.uncounted, meta, meta_error, gaps)
+    return Crosscheck(ours.model, unit, _per_layer(ours, unit), peers, ours.uncounted, meta, meta_error, gaps,
+                      ours.conditions)

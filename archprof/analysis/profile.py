@@ -123,6 +123,52 @@ class ModuleInfo:
     level: str = ROOT  # the innermost ``archprof_level`` (a pyramid level, "P3"), else its part
 
 
+# The unit convention every count follows (README, "What is counted"); written beside every number.
+CONVENTION = "MAC = one multiply-accumulate; FLOP = 2 per MAC, plus bias and element-wise ops"
+MODES = ("inference",)  # what a count assumes the model runs as: an eval-mode forward (a training step to come)
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What a count was made at, to be written beside every number: the inputs (shapes, dtypes),
+    the batch, the device the forward ran on, the mode, the unit convention and archprof's version."""
+
+    inputs: tuple[InputInfo, ...]
+    batch: int | None  # the first dimension every input tensor shares; None where they differ or there is none
+    device: str
+    mode: str
+    convention: str = CONVENTION
+    version: str = ""
+
+    @property
+    def shapes(self) -> str:
+        """``1x3x224x224``; several inputs joined with ``, ``, a keyword input as the command line's
+        ``--input`` names it (``input_ids=1x128``)."""
+        shown = []
+        for i in self.inputs:
+            shape = "x".join(map(str, i.shape)) or "scalar"
+            keyword = re.fullmatch(r'kwargs\["([^"]+)"\]', i.path)
+            shown.append(f"{keyword[1]}={shape}" if keyword else shape)
+        return ", ".join(shown)
+
+    @property
+    def dtypes(self) -> str:
+        """``float32``: the inputs' dtype, or each input's in order where they differ."""
+        dtypes = [i.dtype for i in self.inputs]
+        return dtypes[0] if len(set(dtypes)) == 1 else ", ".join(dtypes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"input": self.shapes, "dtype": self.dtypes, "batch": self.batch, "device": self.device,
+                "mode": self.mode, "convention": self.convention, "version": self.version}
+
+
+def conditions_of(inputs: Sequence[InputInfo], device: str, mode: str = "inference") -> Conditions:
+    from archprof import __version__
+
+    firsts = {i.shape[0] for i in inputs if i.shape}
+    return Conditions(tuple(inputs), firsts.pop() if len(firsts) == 1 else None, device, mode, CONVENTION, __version__)
+
+
 @dataclass
 class Profile:
     """The result of one traced forward pass: plain data, no strings to parse."""
@@ -142,6 +188,17 @@ class Profile:
     call: Inputs = field(default_factory=Inputs, repr=False)  # the call as asked for (specs, tensors, values)
     # Per stage, the shapes output by the stage's last module to run (every call of it): the stride grouping's input.
     stage_outputs: dict[str, list[tuple[int, ...]]] = field(default_factory=dict, repr=False)
+    mode: str = "inference"  # one of MODES: the forward counted (an eval-mode forward)
+    architecture: str | None = None  # the registered name the model was built from ("resnet50"), if any
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+
+    @property
+    def conditions(self) -> Conditions:
+        """The conditions of every number of this profile (its inputs, batch, device, mode, ...)."""
+        return conditions_of(self.inputs, self.device, self.mode)
 
     @cached_property
     def totals(self) -> Totals:
@@ -278,21 +335,23 @@ class Profile:
         return models_to_csv([self], _groupings(by), depth)
 
     def to_latex(self, by: str | Sequence[str] = DEFAULT_GROUPINGS, unit: str = "macs", depth: int | None = None,
-                 raw: bool = False) -> str:
-        """The booktabs tables ``archprof profile --format latex`` writes."""
-        return self._text("latex", _groupings(by), unit, depth, raw)
+                 raw: bool = False, *, scale: str | None = None, tables: Sequence[str] | None = None,
+                 caption: str | None = None, label: str | None = None, siunitx: bool = False) -> str:
+        """The booktabs tables ``archprof profile --format latex`` writes (``scale``, ``tables``,
+        ``caption``, ``label``, ``siunitx``: its --scale, --table, --caption, --label, --siunitx)."""
+        return self._text("latex", _groupings(by), unit, depth, raw, layout(scale, tables, caption, label, siunitx, "profile"))
 
     def to_markdown(self, by: str | Sequence[str] = DEFAULT_GROUPINGS, unit: str = "macs", depth: int | None = None,
-                    raw: bool = False) -> str:
+                    raw: bool = False, *, scale: str | None = None, tables: Sequence[str] | None = None) -> str:
         """The tables ``archprof profile --format markdown`` writes."""
-        return self._text("markdown", _groupings(by), unit, depth, raw)
+        return self._text("markdown", _groupings(by), unit, depth, raw, layout(scale, tables, command="profile"))
 
-    def _text(self, fmt: str, groupings: list[str], unit: str, depth: int | None, raw: bool) -> str:
+    def _text(self, fmt: str, groupings: list[str], unit: str, depth: int | None, raw: bool, how: Any = None) -> str:
         from archprof.rendering.tables import model_tables
         from archprof.rendering.writers import TEXT_WRITERS, to_html
 
-        writer = to_html if fmt == "html" else TEXT_WRITERS[fmt]
-        return writer(model_tables([self], groupings, _unit(unit), depth), raw)
+        made = model_tables([self], groupings, _unit(unit), depth)
+        return to_html(made, raw) if fmt == "html" else TEXT_WRITERS[fmt](made, raw, how)
 
 
 STEM, HEAD = "stem", "head"
@@ -762,6 +821,7 @@ def profile(
         inputs=[InputInfo(path, tuple(t.shape), str(t.dtype).replace("torch.", "")) for path, t in used.tensors()],
         call=wanted,
         stage_outputs=_stage_outputs(roots, trace.module_outputs),
+        architecture=getattr(original, "archprof_name", None),
     )
     if strict and result.uncounted:
         raise UncountedOpsError(result.uncounted)

@@ -104,6 +104,17 @@ FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output for
 OutputOption = Annotated[str | None, typer.Option("--output", "-o", metavar="FILE", help="Write to FILE (atomically) instead of stdout.")]
 UnitOption = Annotated[Unit, typer.Option("--unit", help="Cost shown in the grouped tables.")]
 RawOption = Annotated[bool, typer.Option("--raw", help="Exact integers instead of K/M/G units.")]
+ScaleOption = Annotated[
+    str | None,
+    typer.Option("--scale", help="Markdown and LaTeX: one unit for every count of a table, G, M, K or 1 (default: the largest count's)."),
+]
+TableOption = Annotated[
+    list[str] | None,
+    typer.Option("--table", help="Write only these tables (repeatable, or comma-separated): totals, stages, blocks, types, layers, ..."),
+]
+CaptionOption = Annotated[str | None, typer.Option("--caption", help="LaTeX: the caption of the tables (their conditions follow it).")]
+LabelOption = Annotated[str | None, typer.Option("--label", help="LaTeX: the \\label (default tab:COMMAND-TABLE, e.g. tab:compare-totals).")]
+SiunitxOption = Annotated[bool, typer.Option("--siunitx", help="LaTeX: siunitx S columns for the numbers (needs \\usepackage{siunitx}).")]
 StrictOption = Annotated[bool, typer.Option("--strict", help="Fail (exit 3) if any op has no cost rule.")]
 PerStage = Annotated[bool, typer.Option("--per-stage", help="Per-stage table.")]
 PerBlock = Annotated[bool, typer.Option("--per-block", help="Per-block-type table.")]
@@ -390,6 +401,7 @@ def render_models(
     raw: bool,
     depth: int | None,
     latencies: list | None = None,
+    layout: Any = None,
 ) -> None:
     from archprof.rendering.tables import model_tables
     from archprof.rendering.writers import models_to_csv, models_to_json
@@ -399,19 +411,55 @@ def render_models(
         json=lambda: models_to_json(profiles, groupings, depth, latencies),
         csv=lambda: models_to_csv(profiles, groupings, depth, latencies),
         tables=lambda: model_tables(profiles, groupings, unit.value, depth, latencies),
+        layout=layout,
     )
 
 
 def emit_as(
-    fmt: Format, output: str | None, raw: bool, *, json: Callable[[], str], csv: Callable[[], str], tables: Callable[[], list]
+    fmt: Format, output: str | None, raw: bool, *, json: Callable[[], str], csv: Callable[[], str], tables: Callable[[], list],
+    layout: Any = None,
 ) -> None:
-    """One result in the format asked for: JSON and CSV are data exports, the rest lay out tables."""
+    """One result in the format asked for: JSON and CSV are data exports, the rest lay out tables
+    (``layout``: the tables picked, their unit, LaTeX captions and labels)."""
     if fmt is Format.json:
         emit(json(), None, fmt.value, raw, output)
     elif fmt is Format.csv:
         emit(csv(), None, fmt.value, raw, output)
     else:
-        emit(None, tables(), fmt.value, raw, output)
+        emit(None, tables(), fmt.value, raw, output, layout)
+
+
+def layout_for(
+    command: str, fmt: Format, raw: bool, scale: str | None, tables: list[str] | None, caption: str | None,
+    label: str | None, siunitx: bool,
+) -> Any:
+    """The layout of the tables from --scale, --table, --caption, --label and --siunitx, each
+    refused where it would be ignored (a data export, another format)."""
+    from archprof.rendering.writers import SCALES, Layout
+
+    latex_only = [name for name, given in (("--caption", caption is not None), ("--label", label is not None),
+                                           ("--siunitx", siunitx)) if given]
+    if latex_only and fmt is not Format.latex:
+        raise UserError(f"{latex_only[0]} is for LaTeX: add --format latex")
+    if scale is not None:
+        if fmt not in (Format.markdown, Format.latex):
+            raise UserError("--scale sets the unit of Markdown and LaTeX tables: add --format markdown or latex")
+        if raw:
+            raise UserError("--raw writes exact integers and --scale a unit: give one")
+        if scale.upper() not in SCALES:
+            raise UserError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    keys = [k.strip() for text in tables or [] for k in text.split(",")]
+    if tables is not None and fmt in (Format.csv, Format.json):
+        raise UserError(f"--table picks tables of the table, markdown and latex formats; --format {fmt.value} exports all the data")
+    if any(not k for k in keys):
+        raise UserError(f"--table {','.join(tables or [])!r} names an empty table")
+    if caption is not None and not caption.strip():
+        raise UserError("--caption is empty")
+    try:
+        return Layout(None if scale is None else scale.upper(), tuple(keys) if tables is not None else None, caption,
+                      label, siunitx, command)
+    except ValueError as err:
+        raise UserError(f"--{err}") from None
 
 
 def model_options(width: float | None, resolution: int | None, num_classes: int | None) -> dict[str, Any]:
@@ -454,6 +502,11 @@ def compare_command(
     output: OutputOption = None,
     unit: UnitOption = Unit.macs,
     raw: RawOption = False,
+    scale: ScaleOption = None,
+    table: TableOption = None,
+    caption: CaptionOption = None,
+    label: LabelOption = None,
+    siunitx: SiunitxOption = False,
     strict: StrictOption = False,
     plot: PlotOption = None,
 ) -> None:
@@ -469,6 +522,7 @@ def compare_command(
     per-layer-type tables with shares; the stages of different families are lined up by output
     stride. Each model carries its own options (NAME:key=value,...).
     """
+    layout = layout_for("compare", fmt, raw, scale, table, caption, label, siunitx)
     if len(models) < 2:
         raise UserError("compare needs at least two models")
     if output is not None:
@@ -485,7 +539,7 @@ def compare_command(
     from archprof.rendering.figures import group_figure
 
     draw_plot(plot, lambda: group_figure(comparison.profiles, figure_grouping(list(comparison.by)), unit.value))
-    render_models(comparison.profiles, list(comparison.by), fmt, output, unit, raw, comparison.depth)
+    render_models(comparison.profiles, list(comparison.by), fmt, output, unit, raw, comparison.depth, layout=layout)
 
 
 @reports_user_errors
@@ -520,6 +574,11 @@ def profile_command(
     output: OutputOption = None,
     unit: UnitOption = Unit.macs,
     raw: RawOption = False,
+    scale: ScaleOption = None,
+    table: TableOption = None,
+    caption: CaptionOption = None,
+    label: LabelOption = None,
+    siunitx: SiunitxOption = False,
     strict: StrictOption = False,
     plot: PlotOption = None,
 ) -> None:
@@ -534,6 +593,7 @@ def profile_command(
     NAME is a registered model (archprof list) with :key=value options, or a factory that returns
     an nn.Module: package.module:callable or path/to/file.py:callable.
     """
+    layout = layout_for("profile", fmt, raw, scale, table, caption, label, siunitx)
     from archprof.architectures.spec import build_from_spec, parse_spec
 
     refuse_depth("profile", depth)
@@ -564,7 +624,7 @@ def profile_command(
     from archprof.rendering.figures import group_figure
 
     draw_plot(plot, lambda: group_figure(profiles, figure_grouping(groupings), unit.value))
-    render_models(profiles, groupings, fmt, output, unit, raw, layer_depth, latencies)
+    render_models(profiles, groupings, fmt, output, unit, raw, layer_depth, latencies, layout=layout)
 
 
 @reports_user_errors
@@ -598,6 +658,11 @@ def resnet_command(
     output: OutputOption = None,
     unit: UnitOption = Unit.macs,
     raw: RawOption = False,
+    scale: ScaleOption = None,
+    table: TableOption = None,
+    caption: CaptionOption = None,
+    label: LabelOption = None,
+    siunitx: SiunitxOption = False,
     strict: StrictOption = False,
     plot: PlotOption = None,
 ) -> None:
@@ -609,6 +674,7 @@ def resnet_command(
       archprof resnet --depth 50 --groups 32 --width-per-group 4
       archprof resnet --stages FPN --backbone --dcn-stages 3,4,5 --modulated-dcn
     """
+    layout = layout_for("resnet", fmt, raw, scale, table, caption, label, siunitx)
     if layer_depth is not None and layer_depth < 1:
         raise UserError(f"--layer-depth must be >= 1, got {layer_depth}")
     if output is not None:
@@ -644,7 +710,7 @@ def resnet_command(
     from archprof.rendering.figures import group_figure
 
     draw_plot(plot, lambda: group_figure(profiles, figure_grouping(groupings), unit.value))
-    render_models(profiles, groupings, fmt, output, unit, raw, layer_depth)
+    render_models(profiles, groupings, fmt, output, unit, raw, layer_depth, layout=layout)
 
 
 def _spec_value(value: Any) -> str:
@@ -665,6 +731,11 @@ def blocks_command(
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
     raw: RawOption = False,
+    scale: ScaleOption = None,
+    table: TableOption = None,
+    caption: CaptionOption = None,
+    label: LabelOption = None,
+    siunitx: SiunitxOption = False,
     plot: PlotOption = None,
 ) -> None:
     """A ResNet bottleneck beside a MobileNetV2 inverted residual.
@@ -678,6 +749,7 @@ def blocks_command(
     Beside them the basic block, the depthwise-separable block and a standard 3x3 conv, each
     traced and in closed form.
     """
+    layout = layout_for("blocks", fmt, raw, scale, table, caption, label, siunitx)
     from archprof.analysis.blocks import BlockShapes, compare_blocks
     from archprof.rendering.tables import blocks_tables
     from archprof.rendering.writers import blocks_to_csv, blocks_to_json
@@ -689,7 +761,7 @@ def blocks_command(
     from archprof.rendering.figures import blocks_figure
 
     draw_plot(plot, lambda: blocks_figure(comparison))
-    emit_as(fmt, output, raw, json=lambda: blocks_to_json(comparison), csv=lambda: blocks_to_csv(comparison),
+    emit_as(fmt, output, raw, layout=layout, json=lambda: blocks_to_json(comparison), csv=lambda: blocks_to_csv(comparison),
             tables=lambda: blocks_tables(comparison))
 
 
@@ -705,6 +777,11 @@ def crosscheck_command(
     output: OutputOption = None,
     unit: Annotated[Unit, typer.Option("--unit", help="The common unit every tool is converted to.")] = Unit.macs,
     raw: RawOption = False,
+    scale: ScaleOption = None,
+    table: TableOption = None,
+    caption: CaptionOption = None,
+    label: LabelOption = None,
+    siunitx: SiunitxOption = False,
 ) -> None:
     """Check the count against fvcore, thop and FlopCounterMode.
 
@@ -716,6 +793,7 @@ def crosscheck_command(
 
     One real CPU forward at batch 1; every difference is attributed to a named convention.
     """
+    layout = layout_for("crosscheck", fmt, raw, scale, table, caption, label, siunitx)
     from archprof.analysis.crosscheck import crosscheck
     from archprof.architectures.spec import build_from_spec, parse_spec
     from archprof.rendering.tables import crosscheck_tables
@@ -728,7 +806,7 @@ def crosscheck_command(
     choice = InputChoice(inputs, input_shape, None if given else 1, resolution)  # batch 1 unless inputs are given
     model = build_from_spec(spec, "cpu", builder_options(spec, model_options(width, resolution, num_classes), choice))
     check = crosscheck(model, unit=unit.value, name=spec.text, inputs=inputs_for(model, spec, choice))
-    emit_as(fmt, output, raw, json=lambda: crosscheck_to_json(check), csv=lambda: crosscheck_to_csv(check),
+    emit_as(fmt, output, raw, layout=layout, json=lambda: crosscheck_to_json(check), csv=lambda: crosscheck_to_csv(check),
             tables=lambda: crosscheck_tables(check))
 
 
@@ -764,6 +842,11 @@ def detector_command(
     output: OutputOption = None,
     unit: UnitOption = Unit.macs,
     raw: RawOption = False,
+    scale: ScaleOption = None,
+    table: TableOption = None,
+    caption: CaptionOption = None,
+    label: LabelOption = None,
+    siunitx: SiunitxOption = False,
     strict: StrictOption = False,
 ) -> None:
     """Profile a one-stage detector per part and pyramid level.
@@ -777,6 +860,7 @@ def detector_command(
     Backbone, FPN neck and a head shared across levels: totals, then per part and per pyramid
     level. The default input is the papers' 1x3x800x1333.
     """
+    layout = layout_for("detector", fmt, raw, scale, table, caption, label, siunitx)
     from archprof.architectures.spec import ModelSpec, parse_spec
 
     refuse_depth("detector", depth, "--backbone resnet101")
@@ -807,7 +891,7 @@ def detector_command(
     groupings = [by for by, on in (("part", per_part), ("level", per_level)) if on]
     if per_stage or per_block or per_type or per_layer or layer_depth is not None:
         groupings += views(per_stage, per_block, per_type, per_layer or layer_depth is not None)
-    render_models(profiles, groupings or ["part", "level"], fmt, output, unit, raw, layer_depth)
+    render_models(profiles, groupings or ["part", "level"], fmt, output, unit, raw, layer_depth, layout=layout)
 
 
 @reports_user_errors

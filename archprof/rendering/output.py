@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:  # the writers import the analysis (and torch): loaded when there is something to write
     from archprof.rendering.tables import Table
+    from archprof.rendering.writers import Layout
 
 
 class OutputError(ValueError):
@@ -196,27 +197,32 @@ def current_umask() -> int:
     return mask
 
 
-def render_tables(tables: list[Table], fmt: str, raw: bool, width: int = 160) -> str:
+def render_tables(tables: list[Table], fmt: str, raw: bool, width: int = 160, layout: Layout | None = None) -> str:
     """Tables as text: rich's layout without colour for ``table``, else the format's writer."""
-    from archprof.rendering.writers import TEXT_WRITERS, write_console
+    from archprof.rendering.writers import TEXT_WRITERS, Layout, write_console
 
+    layout = layout or Layout()
     if fmt == "table":
+        tables = layout.pick(tables)
         from rich.console import Console
 
         buffer = io.StringIO()
         write_console(tables, raw, Console(file=buffer, width=width, no_color=True, color_system=None, highlight=False, emoji=False))
         return buffer.getvalue()
-    return TEXT_WRITERS[fmt](tables, raw)
+    return TEXT_WRITERS[fmt](tables, raw, layout)
 
 
-def emit(text: str | None, tables: list[Table] | None, fmt: str, raw: bool, output: str | None) -> None:
+def emit(
+    text: str | None, tables: list[Table] | None, fmt: str, raw: bool, output: str | None, layout: Layout | None = None
+) -> None:
     """Send one command's result to the results stream (stdout) or to ``output``.
 
-    ``text`` is a data export (csv, json); ``tables`` are laid out by the format's writer. On a
-    terminal the table format prints with rich (colour unless NO_COLOR is set).
+    ``text`` is a data export (csv, json); ``tables`` are laid out by the format's writer (``layout``:
+    the tables picked, their unit and LaTeX captions). On a terminal the table format prints with
+    rich (colour unless NO_COLOR is set).
     """
     if text is None and not (fmt == "table" and output is None):
-        text = render_tables(tables or [], fmt, raw)
+        text = render_tables(tables or [], fmt, raw, layout=layout)
     if output is not None:
         write_atomic(output, text)
         return
@@ -228,10 +234,9 @@ def emit(text: str | None, tables: list[Table] | None, fmt: str, raw: bool, outp
             from archprof.rendering.writers import write_console
 
             console = Console(file=stream, highlight=False, emoji=False)
-            if not console.is_terminal and not os.environ.get("COLUMNS"):
-                # piped: no colour (rich's default), and room for wide tables unless COLUMNS sets a width
+            if not console.is_terminal:  # piped: no colour (rich's default), and room for wide tables
                 console = Console(file=stream, highlight=False, emoji=False, width=160)
-            write_console(tables or [], raw, console)
+            write_console(layout.pick(tables or []) if layout else tables or [], raw, console)
         else:
             stream.write(text)
         stream.flush()

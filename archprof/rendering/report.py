@@ -10,18 +10,19 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from archprof.analysis import published as pub
 from archprof.analysis.blocks import BlockShapes, compare_blocks
-from archprof.analysis.profile import Profile, profile
+from archprof.analysis.profile import Conditions, Profile, profile
 from archprof.architectures import build_model
 from archprof.rendering.figures import FIGURE_FORMATS, FigureData, group_figure, write_figure
+from archprof.rendering.names import profile_names
 from archprof.rendering.output import all_or_nothing, make_dirs, write_atomic
-from archprof.rendering.tables import Column, Table
-from archprof.rendering.writers import to_latex, to_markdown
+from archprof.rendering.tables import Column, Table, conditions_text, profiles_conditions
+from archprof.rendering.writers import CONDITION_COLUMNS, Layout, to_latex, to_markdown
 
 V1_WIDTHS = (1.0, 0.75, 0.5, 0.25)
 V1_RESOLUTIONS = (224, 192, 160, 128)
@@ -34,6 +35,14 @@ DEPTHS = (18, 34, 50, 101, 152)
 class Report:
     name: str  # file stem
     table: Table
+    # The conditions of the profiles behind the table, per CSV column; a value that differs between
+    # them lists each (the rows say which is theirs: a resolution column, a width).
+    conditions: dict[str, str] = field(default_factory=dict)
+
+
+def merged_conditions(conditions: list[Conditions]) -> dict[str, str]:
+    values = [c.as_dict() for c in conditions]
+    return {k: " | ".join(dict.fromkeys("" if v[k] is None else str(v[k]) for v in values)) for k in CONDITION_COLUMNS}
 
 
 class Profiles:
@@ -42,6 +51,7 @@ class Profiles:
     def __init__(self, advance: Callable[[str], None] | None = None) -> None:
         self.cache: dict[tuple, Profile] = {}
         self.advance = advance or (lambda _: None)
+        self.used: list[Profile] = []  # the profiles asked for since the last reset: a table's conditions
 
     def get(self, name: str, **options: Any) -> Profile:
         key = (name, tuple(sorted(options.items())))
@@ -49,6 +59,8 @@ class Profiles:
             self.advance(f"{name} {options}" if options else name)
             label = name + (":" + ",".join(f"{k}={v}" for k, v in options.items()) if options else "")
             self.cache[key] = profile(build_model(name, device="meta", **options), name=label)
+        if self.cache[key] not in self.used:
+            self.used.append(self.cache[key])
         return self.cache[key]
 
 
@@ -78,7 +90,7 @@ def v1_against_v2(ps: Profiles) -> Report:
     for name, p in rows:
         params_pub, macs_pub = pub.V2_TABLE4[name]
         mismatch = not (params_pub.matches(p.totals.params) and macs_pub.matches(p.totals.macs))
-        table.rows.append([name, params_pub.value, p.totals.params, macs_pub.value, p.totals.macs, p.totals.activations,
+        table.rows.append([profile_names([p])[0], params_pub.value, p.totals.params, macs_pub.value, p.totals.macs, p.totals.activations,
                            p.totals.peak_activation_bytes, p.materialized_peak_bytes(), notes[name] if mismatch else ""])
     v1, v2 = rows[0][1].totals, rows[1][1].totals
     table.notes.append(
@@ -222,9 +234,13 @@ def blocks_report(_: Profiles) -> Report:
         [Column("where"), Column("channels", "int"), Column("size", "int"), Column("bottleneck MACs", "macs"),
          Column("bottleneck closed form", "macs"), Column("inverted residual MACs", "macs"), Column("IR closed form", "macs"),
          Column("IR / bottleneck", "ratio"), Column("bottleneck params", "params"), Column("IR params", "params")],
+        scale="M",  # the blocks' MACs reach G and their parameters stay in K: M keeps both readable
     )
+    conditions = []
     for where, channels, size in BLOCK_SHAPES:
-        blocks = {b.block: b for b in compare_blocks(BlockShapes(channels, channels, size, 1, 6)).blocks}
+        comparison = compare_blocks(BlockShapes(channels, channels, size, 1, 6))
+        conditions.append((where, comparison.conditions))
+        blocks = {b.block: b for b in comparison.blocks}
         bottleneck, ir = blocks["Bottleneck"], blocks["InvertedResidual"]
         table.rows.append([where, channels, size, bottleneck.macs, bottleneck.closed_form_macs, ir.macs, ir.closed_form_macs,
                            ir.macs / bottleneck.macs, bottleneck.params, ir.params])
@@ -235,7 +251,8 @@ def blocks_report(_: Profiles) -> Report:
         "the width (about 12 C^2 MACs per position) where the bottleneck's run at a quarter of it (about 1.06 C^2). "
         "MobileNetV2 stays cheap by running it at 24-320 channels where ResNet-50 runs 256-2048.",
     ]
-    return Report("blocks", table)
+    table.conditions = conditions_text(conditions)
+    return Report("blocks", table, merged_conditions([c for _, c in conditions]))
 
 
 def memory_report(ps: Profiles) -> Report:
@@ -363,12 +380,14 @@ def detectors_report(ps: Profiles) -> Report:
     return Report("detectors", table)
 
 
-def table_to_csv(table: Table) -> str:
+def table_to_csv(table: Table, conditions: dict[str, str] | None = None) -> str:
+    """The table's exact numbers, each row ending with the conditions they were counted at."""
+    conditions = conditions or {}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([c.header for c in table.columns])
+    writer.writerow([c.header for c in table.columns] + list(conditions))
     for row in table.rows:
-        writer.writerow(["" if v is None else (f"{v:.6g}" if isinstance(v, float) else v) for v in row])
+        writer.writerow(["" if v is None else (f"{v:.6g}" if isinstance(v, float) else v) for v in row] + list(conditions.values()))
     return buffer.getvalue()
 
 
@@ -381,9 +400,16 @@ PROFILE_COUNT = (1 + 2 + 16 + 30 + 5 + 3 + len(SEED_VARIANTS) + 2 * len(V2_RESOL
 
 
 def reports(ps: Profiles) -> Iterator[Report]:
+    """Every report, each table keyed by its file name and captioned with the conditions of the
+    profiles it was made from (unless it says its own)."""
     for build in BUILDERS:
+        ps.used = []
         made = build(ps)
-        yield from (made if isinstance(made, tuple) else (made,))
+        for report in made if isinstance(made, tuple) else (made,):
+            report.table.key = report.name.replace("_", "-")
+            report.table.conditions = report.table.conditions or profiles_conditions(ps.used)
+            report.conditions = report.conditions or merged_conditions([p.conditions for p in ps.used])
+            yield report
 
 
 def write_reports(out: Path, advance: Callable[[str], None] | None = None) -> list[Path]:
@@ -399,8 +425,8 @@ def _write_reports(out: Path, advance: Callable[[str], None] | None) -> list[Pat
     index = ["# archprof reports", "", "Regenerate with `archprof report` (or `archprof report --out DIR`). "
              "Every table comes as CSV (exact numbers), Markdown and LaTeX (booktabs).", ""]
     for report in reports(ps):
-        for suffix, text in ((".csv", table_to_csv(report.table)), (".md", to_markdown([report.table], raw=False)),
-                             (".tex", to_latex([report.table], raw=False))):
+        for suffix, text in ((".csv", table_to_csv(report.table, report.conditions)), (".md", to_markdown([report.table], raw=False)),
+                             (".tex", to_latex([report.table], raw=False, layout=Layout(command="report")))):
             path = out / f"{report.name}{suffix}"
             write_atomic(path, text)
             written.append(path)

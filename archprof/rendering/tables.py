@@ -13,7 +13,8 @@ from archprof.analysis.blocks import BlockComparison
 from archprof.analysis.compare import compare_groups, compare_totals
 from archprof.analysis.crosscheck import Crosscheck
 from archprof.analysis.latency import LatencyReport
-from archprof.analysis.profile import Profile
+from archprof.analysis.profile import Conditions, Profile
+from archprof.rendering.names import profile_names
 
 # Units a column can carry; "share" is a fraction shown as a percentage with a bar on a console.
 COUNT_UNITS = {"macs": "MACs", "flops": "FLOPs", "params": "params", "activations": "activations", "bytes": "B"}
@@ -23,6 +24,7 @@ COUNT_UNITS = {"macs": "MACs", "flops": "FLOPs", "params": "params", "activation
 class Column:
     header: str
     unit: str | None = None  # a COUNT_UNITS key, "share", "ratio", "float", or None for text
+    display: str | None = None  # the header as a paper prints it (display names of models); LaTeX uses it
 
 
 @dataclass
@@ -33,6 +35,39 @@ class Table:
     notes: list[str] = field(default_factory=list)
     # For columns whose unit is "row": the unit of each row (the totals table mixes metrics).
     row_units: list[str] = field(default_factory=list)
+    key: str = ""  # the table's name for --table and in LaTeX labels: "totals", "stages", ...
+    conditions: str = ""  # what every number was counted at, one line under the table and in its caption
+    scale: str | None = None  # the unit of its counts in Markdown and LaTeX (G, M, K, 1); None: the largest count's
+
+
+GROUP_KEYS = {"stage": "stages", "block": "blocks", "type": "types", "layer": "layers", "part": "parts", "level": "levels", "stride": "strides"}
+
+
+def conditions_text(named: list[tuple[str, Conditions]]) -> str:
+    """The conditions of one or several models in one line: what they share said once; what differs
+    said per model (up to three models), else each value there is, in order of first use."""
+    if not named:
+        return ""
+    fields = {  # each field's prefix, and its value
+        "input": ("input ", lambda c: c.shapes or "none"),
+        "dtype": ("", lambda c: c.dtypes or "no tensor"),
+        "batch": ("batch ", lambda c: "-" if c.batch is None else str(c.batch)),
+        "device": ("on ", lambda c: c.device),
+        "mode": ("", lambda c: c.mode),
+    }
+    values = {k: list(dict.fromkeys(f(c) for _, c in named)) for k, (_, f) in fields.items()}
+    differ = [k for k, v in values.items() if len(v) > 1]
+    if differ and len(named) <= 3:
+        parts = [f"{name}: " + ", ".join(fields[k][0] + fields[k][1](c) for k in differ) for name, c in named]
+        parts.append(", ".join(fields[k][0] + v[0] for k, v in values.items() if k not in differ))
+    else:
+        parts = [", ".join(fields[k][0] + " | ".join(v) for k, v in values.items())]
+    versions = ", ".join(dict.fromkeys(c.version for _, c in named))
+    return "; ".join([p for p in parts if p] + [named[0][1].convention, f"archprof {versions}"])
+
+
+def profiles_conditions(profiles: list[Profile]) -> str:
+    return conditions_text([(p.model, p.conditions) for p in profiles])
 
 
 TOTAL_LABELS = {
@@ -49,12 +84,13 @@ TOTAL_LABELS = {
 
 def totals_table(profiles: list[Profile]) -> Table:
     """Metrics down, models across; with several models each one's ratio to the first."""
+    names = profile_names(profiles)
     columns = [Column("metric")]
     for i, p in enumerate(profiles):
-        columns.append(Column(p.model, "row"))
+        columns.append(Column(p.model, "row", names[i]))
         if i:
-            columns.append(Column(f"x {profiles[0].model}", "ratio"))
-    table = Table("totals", columns)
+            columns.append(Column(f"x {profiles[0].model}", "ratio", f"\u00d7 {names[0]}"))
+    table = Table("totals", columns, key="totals", conditions=profiles_conditions(profiles))
     for row in compare_totals(profiles):
         label, unit = TOTAL_LABELS[row.metric]
         table.row_units.append(unit)
@@ -80,6 +116,7 @@ def group_table(profiles: list[Profile], by: str, unit: str = "macs", depth: int
     """One model: every metric of each group. Several: the unit's value and share per model."""
     rows = compare_groups(profiles, by, unit, depth)
     title = GROUP_TITLES[by] + (f" (depth {depth})" if depth else "")
+    keyed = {"key": GROUP_KEYS[by], "conditions": profiles_conditions(profiles)}
     named = [Column("stages")] if by == "stride" else []  # the names the regrouped stages had
     if len(profiles) == 1:
         p = profiles[0]
@@ -87,7 +124,7 @@ def group_table(profiles: list[Profile], by: str, unit: str = "macs", depth: int
             Column(by), *named, Column("calls", "int"), Column(COUNT_UNITS[unit], unit), Column("share", "share"),
             Column("params", "params"), Column("params share", "share"), Column("activations", "activations"),
             Column("bytes moved", "bytes"),
-        ])
+        ], **keyed)
         for g in rows:
             r = g.rows[0]
             params_share = r.params / p.totals.params if p.totals.params else 0.0
@@ -95,9 +132,11 @@ def group_table(profiles: list[Profile], by: str, unit: str = "macs", depth: int
                                r.activations, r.bytes_read + r.bytes_written])
         return table
     columns = [Column(by), *named]
-    for p in profiles:
-        columns += [Column(f"{p.model} {COUNT_UNITS[unit]}", unit), Column(f"{p.model} share", "share")]
-    table = Table(title, columns)
+    names = profile_names(profiles)
+    for p, name in zip(profiles, names, strict=True):
+        columns += [Column(f"{p.model} {COUNT_UNITS[unit]}", unit, f"{name} {COUNT_UNITS[unit]}"),
+                    Column(f"{p.model} share", "share", f"{name} share")]
+    table = Table(title, columns, **keyed)
     for g in rows:
         cells: list[Any] = [g.name, *[g.stages][:len(named)]]
         for r, share in zip(g.rows, g.shares, strict=True):
@@ -114,8 +153,11 @@ def model_tables(
     grouping (``depth`` folds the layer view), then the measured latency of each model if any."""
     made = [totals_table(profiles)]
     made += [group_table(profiles, by, unit, depth if by == "layer" else None) for by in groupings]
-    for report in latencies or []:
-        made += latency_tables(report, "layer" in groupings)
+    for p, report in zip(profiles, latencies or [], strict=False):
+        timed = latency_tables(report, "layer" in groupings)
+        for table in timed:  # the MACs beside the times are the count's: its conditions
+            table.conditions = profiles_conditions([p])
+        made += timed
     return made
 
 
@@ -130,6 +172,7 @@ def blocks_tables(comparison: BlockComparison) -> list[Table]:
             Column("/ std conv", "ratio"), Column("params", "params"), Column("activations", "activations"),
             Column("peak memory", "bytes"), Column("network"), Column("network share", "share"),
         ],
+        key="costs", conditions=_own_conditions(comparison.conditions),
     )
     standard = comparison.blocks[0].macs
     for b in comparison.blocks:
@@ -139,7 +182,8 @@ def blocks_tables(comparison: BlockComparison) -> list[Table]:
         f"depthwise separable / standard conv: {comparison.separable_ratio:.4f} traced, "
         f"1/N + 1/Dk^2 = {comparison.separable_ratio_closed_form:.4f} (MobileNet V1 paper, section 3.1)"
     )
-    forms = Table("closed forms", [Column("block"), Column("layers"), Column("multiply-adds")])
+    forms = Table("closed forms", [Column("block"), Column("layers"), Column("multiply-adds")], key="closed-forms",
+                  conditions=costs.conditions)
     forms.rows = [[b.block, b.layers, b.formula] for b in comparison.blocks]
     return [costs, forms]
 
@@ -152,9 +196,11 @@ def crosscheck_tables(check: Crosscheck) -> list[Table]:
         f"{check.model}: archprof beside the peers, one real CPU forward at batch 1 (common unit: {common})",
         [Column("tool"), Column("reports"), Column("reported", unit), Column(f"as {common}", unit),
          Column("difference", unit), Column("explained", unit), Column("unexplained", unit), Column("verdict")],
+        key="totals", conditions=_own_conditions(check.conditions),
     )
     totals.rows.append(["archprof", common, check.archprof_total, check.archprof_total, 0, 0, 0, "-"])
-    conventions = Table("what each difference is made of", [Column("tool"), Column("convention"), Column(common, unit)])
+    conventions = Table("what each difference is made of", [Column("tool"), Column("convention"), Column(common, unit)],
+                        key="conventions", conditions=totals.conditions)
     if check.device_gaps:
         gap = check.meta_total - check.archprof_total
         totals.rows.append(["archprof on meta", common, check.meta_total, check.meta_total, gap, gap, 0,
@@ -180,7 +226,8 @@ def crosscheck_tables(check: Crosscheck) -> list[Table]:
     ok = [p for p in check.peers if p.error is None]
     meta = [Column("archprof on meta", unit)] if check.device_gaps else []
     layers = Table("layers where a tool differs from archprof",
-                   [Column("layer"), Column("archprof", unit), *meta] + [Column(p.name, unit) for p in ok] + [Column("why")])
+                   [Column("layer"), Column("archprof", unit), *meta] + [Column(p.name, unit) for p in ok] + [Column("why")],
+                   key="layers", conditions=totals.conditions)
     for name in check.layers():
         ours = check.archprof.get(name, 0)
         values = [p.actual.get(name, 0.0) * p.factor(unit) for p in ok]
@@ -197,6 +244,10 @@ def crosscheck_tables(check: Crosscheck) -> list[Table]:
         on_meta = [check.meta.get(name, 0)] if meta else []
         layers.rows.append([name, ours, *on_meta, *values, "; ".join(why)])
     return [totals, conventions, layers]
+
+
+def _own_conditions(conditions: Conditions | None) -> str:
+    return "" if conditions is None else conditions_text([("", conditions)])
 
 
 def _by_convention(explained: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -218,7 +269,7 @@ def latency_tables(report: LatencyReport, per_layer: bool) -> list[Table]:
     types = report.by_type()
     total_macs = sum(t.macs for t in types) or 1
     timed = report.timed_ms or 1.0
-    table = Table(title, columns)
+    table = Table(title, columns, key="latency")
     for t in sorted(types, key=lambda t: -t.median_ms):
         table.rows.append([t.name, t.calls, t.macs, t.macs / total_macs, t.median_ms, t.median_ms / timed,
                            t.gmacs_per_s, t.gbytes_per_s])
@@ -231,7 +282,7 @@ def latency_tables(report: LatencyReport, per_layer: bool) -> list[Table]:
     if per_layer:
         layers = Table(f"measured latency on {report.device}, per layer",
                        [Column("layer"), Column("type"), Column("MACs", "macs"), Column("time (ms)", "float"),
-                        Column("GMAC/s", "float"), Column("GB/s", "float")])
+                        Column("GMAC/s", "float"), Column("GB/s", "float")], key="latency-layers")
         layers.rows = [[r.name, r.layer_type, r.macs, r.median_ms, r.gmacs_per_s, r.gbytes_per_s] for r in report.layers]
         tables.append(layers)
     return tables

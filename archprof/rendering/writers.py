@@ -7,18 +7,53 @@ itself (exact integers), so several models concatenate into one CSV and JSON is 
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import json
-import textwrap
+import math
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from archprof.rendering.tables import COUNT_UNITS, Column, Table
 
 PREFIXES = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K"))
+SCALES = {"G": 10**9, "M": 10**6, "K": 10**3, "1": 1}  # what --scale takes: one unit for a whole table
 BAR_WIDTH = 12
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the Markdown and LaTeX writers lay tables out: the command line's --scale, --table,
+    --caption, --label and --siunitx.
+
+    Each table has one unit for all its counts: ``scale`` (G, M, K or 1), else the prefix of the
+    largest count in the table. LaTeX captions are the table's title (or ``caption``) followed by
+    its conditions; each table's ``\\label`` is ``label`` (with the table's key appended when
+    several tables are written), else ``tab:<command>-<key>``.
+    """
+
+    scale: str | None = None
+    tables: tuple[str, ...] | None = None  # the keys of the tables to write, in the order given; None: all
+    caption: str | None = None
+    label: str | None = None
+    siunitx: bool = False
+    command: str = "archprof"
+
+    def __post_init__(self) -> None:
+        if self.scale is not None and self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
+        if self.label is not None and (not self.label.strip() or any(c in self.label for c in "{}\\%#")):
+            raise ValueError(f"label {self.label!r} must be non-empty, without braces, backslashes, % or #")
+
+    def pick(self, tables: list[Table]) -> list[Table]:
+        """The tables asked for by key; an unknown key is an error naming the ones there are."""
+        if self.tables is None:
+            return tables
+        by_key = {t.key: t for t in tables}
+        unknown = [k for k in self.tables if k not in by_key]
+        if unknown:
+            raise ValueError(f"no table {unknown[0]!r} here (this output has: {', '.join(by_key)})")
+        return [by_key[k] for k in dict.fromkeys(self.tables)]
 
 
 def scale_of(values: list[Any]) -> tuple[int, str]:
@@ -78,6 +113,96 @@ def formatted(table: Table, raw: bool) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+def table_scale(table: Table, scale: str | None) -> tuple[int, str]:
+    """One unit for every count in ``table``: ``scale``, else the table's own (a paper's table
+    pinned to M), else the prefix of its largest count."""
+    scale = scale or table.scale
+    if scale is not None:
+        return SCALES[scale], "" if scale == "1" else scale
+    return scale_of([v for c, u, v in _count_cells(table)])
+
+
+def _count_cells(table: Table) -> list[tuple[int, int, Any]]:
+    """(row, column, value) of every count in ``table`` (columns of a count unit, and "row" cells of count rows)."""
+    found = []
+    for r, cells in enumerate(table.rows):
+        for i, (column, value) in enumerate(zip(table.columns, cells, strict=True)):
+            unit = table.row_units[r] if column.unit == "row" else column.unit
+            if unit in COUNT_UNITS and isinstance(value, (int, float)):
+                found.append((r, i, value))
+    return found
+
+
+def _decimals(values: list[float], divisor: int) -> int:
+    """Three decimals; more where the largest value is below 1 in the table's unit, so it keeps
+    three significant digits (parameters in G beside MACs in G), and where the smallest nonzero
+    value would print as zero (at most 9: the unit's last digit)."""
+    scaled_values = [abs(v) / divisor for v in values if v]
+    if divisor == 1 or not scaled_values:
+        return 3
+    top, bottom = max(scaled_values), min(scaled_values)
+    decimals = 3 if top >= 1 else max(3, 2 - math.floor(math.log10(top)))
+    return min(9, max(decimals, -math.floor(math.log10(bottom))))
+
+
+def scaled(table: Table, raw: bool, layout: Layout, style: str) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells with one unit for the whole table (``style``: markdown, latex or siunitx).
+
+    The unit is in the headers (``MACs (G)``) or, in the totals table, in each metric's label
+    (``parameters (G)``); cells carry numbers only. Empty cells are "-" in Markdown and "--" in LaTeX.
+    """
+    divisor, prefix = (1, "") if raw else table_scale(table, layout.scale)
+    latex = style != "markdown"
+    cells = _count_cells(table)
+    # decimals per column, and per row in the totals table (a row is one metric there)
+    by_column: dict[int, list[float]] = {}
+    by_row: dict[int, list[float]] = {}
+    for r, i, v in cells:
+        (by_row.setdefault(r, []) if table.columns[i].unit == "row" else by_column.setdefault(i, [])).append(v)
+    column_decimals = {i: _decimals(vs, divisor) for i, vs in by_column.items()}
+    row_decimals = {r: _decimals(vs, divisor) for r, vs in by_row.items()}
+
+    def unit_label(unit: str) -> str:
+        return prefix + ("B" if unit == "bytes" else "")
+
+    def number(value: float, decimals: int) -> str:
+        if divisor == 1:
+            return str(int(value)) if style == "siunitx" or raw else f"{int(value):,}"
+        return f"{value / divisor:.{decimals}f}" if style == "siunitx" else f"{value / divisor:,.{decimals}f}"
+
+    headers = []
+    for column in table.columns:
+        header = column.display if latex and column.display else column.header
+        if column.unit in COUNT_UNITS and unit_label(column.unit):
+            header += f" ({unit_label(column.unit)})"
+        elif style == "siunitx" and column.unit == "share":
+            header += " (%)"
+        headers.append(header)
+    rows = []
+    for r, values in enumerate(table.rows):
+        out = []
+        row_unit = table.row_units[r] if table.row_units else None
+        for i, (column, value) in enumerate(zip(table.columns, values, strict=True)):
+            unit = row_unit if column.unit == "row" else column.unit
+            if i == 0 and row_unit in COUNT_UNITS and unit_label(row_unit) and any(c.unit == "row" for c in table.columns):
+                out.append(f"{value} ({unit_label(row_unit)})")  # the totals table: the unit beside the metric
+            elif value is None:
+                out.append("--" if latex else "-")
+            elif unit in COUNT_UNITS:
+                decimals = row_decimals.get(r, 3) if column.unit == "row" else column_decimals.get(i, 3)
+                out.append(number(value, decimals))
+            elif style == "siunitx" and unit == "share":
+                out.append(f"{100 * value:.2f}")
+            elif latex and unit == "ratio":  # LaTeX's $\\times$ (the writer's escape of the sign); bare under siunitx
+                out.append(f"{value:.3f}" + ("" if style == "siunitx" else "\u00d7"))
+            elif style == "siunitx" and unit == "int":
+                out.append(str(int(value)))
+            else:
+                out.append(format_cell(value, unit, (1, ""), raw))
+        rows.append(out)
+    return headers, rows
+
+
 def bar(share: float | None) -> str:
     if share is None:
         return ""
@@ -86,85 +211,114 @@ def bar(share: float | None) -> str:
 
 
 def write_console(tables: list[Table], raw: bool, console: Any) -> None:
-    """Each table as wide as its contents up to the console's width. On a narrow console the
-    numbers' headers wrap between words, then the bars go, then the headers' words are folded."""
-    from rich.measure import Measurement
+    from rich.table import Table as RichTable
 
-    unbounded = console.options.update_width(10**6)  # a table's least width, not clipped to the console's
     for table in tables:
         headers, rows = formatted(table, raw)
-        for bars, wrap in ((True, None), (True, "words"), (False, "words"), (False, "fold")):
-            rich_table = console_table(table, headers, rows, bars, wrap)
-            if Measurement.get(console, unbounded, rich_table).minimum <= console.width:
-                break
+        rich_table = RichTable(title=table.title, title_justify="left", title_style="bold")
+        for i, (h, column) in enumerate(zip(headers, table.columns, strict=True)):
+            if column.unit is None:  # names stay whole; long free text may wrap
+                longest = max((len(r[i]) for r in rows), default=0)
+                rich_table.add_column(h, min_width=min(longest, 24))
+            else:
+                rich_table.add_column(h, justify="right", no_wrap=True)
+            if column.unit == "share":  # an inline bar beside every share
+                rich_table.add_column("", no_wrap=True, style="cyan")
+        for cells, values in zip(rows, table.rows, strict=True):
+            shown = []
+            for column, text, value in zip(table.columns, cells, values, strict=True):
+                shown.append(text)
+                if column.unit == "share":
+                    shown.append(bar(value))
+            rich_table.add_row(*shown)
         console.print(rich_table)
+        if table.conditions:
+            # one line however narrow the terminal (it wraps it there), so it stays one line in a pipe
+            console.print(f"conditions: {table.conditions}", highlight=False, markup=False, soft_wrap=True)
         for note in table.notes:
             console.print(f"note: {note}", highlight=False, markup=False)
         console.print()
 
 
-def console_table(table: Table, headers: list[str], rows: list[list[str]], bars: bool, wrap: str | None = None) -> Any:
-    """One table for rich: ``wrap`` the numbers' headers to their numbers' width (between
-    ``"words"``, or ``"fold"`` words too), with or without the ``bars``."""
-    from rich.table import Table as RichTable
-
-    rich_table = RichTable(title=table.title, title_justify="left", title_style="bold")
-    for i, (h, column) in enumerate(zip(headers, table.columns, strict=True)):
-        longest = max((len(r[i]) for r in rows), default=0)
-        if column.unit is None:  # names stay whole; long free text may wrap
-            rich_table.add_column(h, min_width=min(longest, 24))
-        else:  # a number is never cut or wrapped; its header is wrapped here, so rich's widths are exact
-            if wrap is not None and len(h) > longest:
-                width = longest if wrap == "fold" else max(longest, *map(len, h.split()))
-                h = "\n".join(textwrap.wrap(h, max(width, 1)))
-            rich_table.add_column(h, justify="right", no_wrap=True)
-        if bars and column.unit == "share":  # an inline bar beside every share
-            rich_table.add_column("", no_wrap=True, style="cyan")
-    for cells, values in zip(rows, table.rows, strict=True):
-        shown = []
-        for column, text, value in zip(table.columns, cells, values, strict=True):
-            shown.append(text)
-            if bars and column.unit == "share":
-                shown.append(bar(value))
-        rich_table.add_row(*shown)
-    return rich_table
-
-
-def to_markdown(tables: list[Table], raw: bool) -> str:
+def to_markdown(tables: list[Table], raw: bool, layout: Layout | None = None) -> str:
+    """One Markdown table per view, one unit per table, its conditions in a line under it."""
+    layout = layout or Layout()
     out = []
-    for table in tables:
-        headers, rows = formatted(table, raw)
+    for table in layout.pick(tables):
+        headers, rows = scaled(table, raw, layout, "markdown")
         out.append(f"**{table.title}**\n")
         out.append("| " + " | ".join(headers) + " |")
         out.append("|" + "|".join("---" if c.unit is None else "---:" for c in table.columns) + "|")
         out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows]
-        out += [""] + [f"Note: {n}" for n in table.notes] + ([""] if table.notes else [])
+        out.append("")
+        if table.conditions:
+            out += [f"Conditions: {table.conditions}", ""]
+        out += [f"Note: {n}" for n in table.notes] + ([""] if table.notes else [])
     return "\n".join(out).rstrip() + "\n"
 
 
 LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
-                 "|": r"\textbar{}"}  # a bare | prints as a dash in OT1 text
+                 "\u00d7": r"$\times$", "|": r"\textbar{}"}  # a bare | prints as a dash in OT1 text
 
 
 def latex_escape(text: str) -> str:
     return "".join(LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-def to_latex(tables: list[Table], raw: bool) -> str:
-    """booktabs tables, one per view."""
-    out = ["% archprof output; needs \\usepackage{booktabs}"]
-    for table in tables:
-        headers, rows = formatted(table, raw)
-        spec = "".join("l" if c.unit is None else "r" for c in table.columns)
-        out += ["\\begin{table}[ht]", "\\centering", f"\\caption{{{latex_escape(table.title)}}}",
+def to_latex(tables: list[Table], raw: bool, layout: Layout | None = None) -> str:
+    """booktabs tables a paper can ``\\input``: one per view, one unit per table, the title and the
+    conditions in the caption, a ``\\label``, "--" for empty cells, ``$\\times$`` for ratios.
+
+    Needs only booktabs; with ``layout.siunitx`` the numeric columns are siunitx ``S`` columns.
+    """
+    layout = layout or Layout()
+    picked = layout.pick(tables)
+    packages = ["booktabs", "siunitx"] if layout.siunitx else ["booktabs"]
+    out = ["% archprof output; needs " + ", ".join(f"\\usepackage{{{p}}}" for p in packages)]
+    style = "siunitx" if layout.siunitx else "latex"
+    for table in picked:
+        headers, rows = scaled(table, raw, layout, style)
+        numeric = [c.unit is not None for c in table.columns]
+        # free text (a note, a formula) wraps in a paragraph column rather than running off the page
+        prose = [not n and i and max((len(r[i]) for r in rows), default=0) > PROSE_WIDTH for i, n in enumerate(numeric)]
+        spec = "".join(("S" if layout.siunitx else "r") if n else "p{0.3\\linewidth}" if p else "l"
+                       for n, p in zip(numeric, prose, strict=True))
+        title = table.title if layout.caption is None else (
+            layout.caption if len(picked) == 1 else f"{layout.caption}: {table.title}")
+        caption = _sentence(title) + (" " + _sentence(table.conditions) if table.conditions else "")
+        label = (layout.label if len(picked) == 1 else f"{layout.label}-{table.key}") if layout.label else \
+            f"tab:{layout.command}-{table.key}"
+        # siunitx: header text and anything not a number in an S column is braced, which it sets as text
+        braced = [layout.siunitx and n for n in numeric]
+        headers = [f"{{{latex_escape(h)}}}" if b else latex_escape(h) for h, b in zip(headers, braced, strict=True)]
+        escaped = [[f"{{{latex_escape(c)}}}" if b and not _is_number(c) else latex_escape(c)
+                    for c, b in zip(r, braced, strict=True)] for r in rows]
+        out += ["\\begin{table}[ht]", "\\centering",
+                f"\\caption[{{{latex_escape(_sentence(title))}}}]{{{latex_escape(caption)}}}",
+                f"\\label{{{label}}}",
                 f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
-                " & ".join(latex_escape(h) for h in headers) + " \\\\", "\\midrule"]
-        out += [" & ".join(latex_escape(c) for c in r) + " \\\\" for r in rows]
+                " & ".join(headers) + " \\\\", "\\midrule"]
+        out += [" & ".join(r) + " \\\\" for r in escaped]
         out += ["\\bottomrule", "\\end{tabular}"]
         out += [f"\\par\\footnotesize {latex_escape(n)}" for n in table.notes]
         out += ["\\end{table}", ""]
     return "\n".join(out)
+
+
+PROSE_WIDTH = 40  # characters: a longer text cell makes its LaTeX column a paragraph
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith(".") else text + "."
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def to_html(tables: list[Table], raw: bool) -> str:
@@ -179,7 +333,7 @@ def to_html(tables: list[Table], raw: bool) -> str:
         out.append("<thead><tr>" + "".join(f'<th style="text-align: {a}">{escape(h)}</th>' for h, a in zip(headers, align, strict=True)) + "</tr></thead><tbody>")
         out += ["<tr>" + "".join(f'<td style="text-align: {a}">{escape(c)}</td>' for c, a in zip(r, align, strict=True)) + "</tr>" for r in rows]
         out.append("</tbody></table>")
-        out += [f"<p><small>{escape(n)}</small></p>" for n in table.notes]
+        out += [f"<p><small>{escape(n)}</small></p>" for n in ([f"conditions: {table.conditions}"] if table.conditions else []) + table.notes]
     return "\n".join(out) + "\n"
 
 
@@ -214,6 +368,7 @@ def models_to_json(profiles: list[Any], groupings: list[str], depth: int | None,
             "totals": {k: getattr(p.totals, k) for k in TOTAL_KEYS},
             "uncounted": p.uncounted,
             "rows": rows,
+            "conditions": p.conditions.as_dict(),
         })
         if latencies:
             models[-1]["latency"] = latency_to_dict(latencies[i])
@@ -221,6 +376,15 @@ def models_to_json(profiles: list[Any], groupings: list[str], depth: int | None,
 
 
 CSV_COLUMNS = ("model", "grouping", "name", *ROW_KEYS)
+# Last on every row, so that concatenated files stay unambiguous: what the row's numbers were counted at.
+CONDITION_COLUMNS = ("input", "dtype", "batch", "device", "mode", "convention", "version")
+
+
+def condition_cells(conditions: Any) -> list[Any]:
+    if conditions is None:
+        return [""] * len(CONDITION_COLUMNS)
+    values = conditions.as_dict()
+    return ["" if values[k] is None else values[k] for k in CONDITION_COLUMNS]
 
 
 def _latency_cells(report: Any, timed: dict[tuple[str, str], Any], grouping: str, name: str) -> list[str]:
@@ -239,15 +403,20 @@ def models_to_csv(profiles: list[Any], groupings: list[str], depth: int | None, 
 
     Uncounted ops appear as rows of grouping "uncounted" (their call count in ``calls``). With
     --latency two columns follow: the measured median time (the whole forward on the total row,
-    each layer type and layer on theirs) and the achieved GMAC/s.
+    each layer type and layer on theirs) and the achieved GMAC/s. The conditions of the count end
+    every row (:data:`CONDITION_COLUMNS`).
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS + (("median_ms", "gmacs_per_s") if latencies else ()))
+    writer.writerow(CSV_COLUMNS + (("median_ms", "gmacs_per_s") if latencies else ()) + CONDITION_COLUMNS)
     for i, p in enumerate(profiles):
         report = latencies[i] if latencies else None
         timed = {("type", r.name): r for r in report.by_type()} | {("layer", r.name): r for r in report.layers} if report else {}
-        extra = functools.partial(_latency_cells, report, timed)
+        conditions = condition_cells(p.conditions)
+
+        def extra(grouping: str, name: str, report: Any = report, timed: Any = timed, conditions: Any = conditions) -> list[Any]:
+            return _latency_cells(report, timed, grouping, name) + conditions
+
         t = p.totals
         writer.writerow([p.model, "total", "total", len(p.ops), t.macs, t.flops, t.params, t.activations,
                          t.bytes_read, t.bytes_written, *extra("total", "total")])
@@ -265,6 +434,7 @@ def blocks_to_json(comparison: Any) -> str:
         "blocks": [asdict(b) for b in comparison.blocks],
         "separable_ratio": comparison.separable_ratio,
         "separable_ratio_closed_form": comparison.separable_ratio_closed_form,
+        "conditions": None if comparison.conditions is None else comparison.conditions.as_dict(),
     }, indent=2) + "\n"
 
 
@@ -272,9 +442,9 @@ def blocks_to_csv(comparison: Any) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     rows = [asdict(b) for b in comparison.blocks]
-    writer.writerow(rows[0].keys())
+    writer.writerow([*rows[0].keys(), *CONDITION_COLUMNS])
     for row in rows:
-        writer.writerow(["" if v is None else v for v in row.values()])
+        writer.writerow(["" if v is None else v for v in row.values()] + condition_cells(comparison.conditions))
     return buffer.getvalue()
 
 
@@ -297,36 +467,45 @@ def crosscheck_to_json(check: Any) -> str:
     return json.dumps({"model": check.model, "unit": check.unit,
                        "archprof": {"total": check.archprof_total, "layers": check.archprof, "uncounted": check.uncounted,
                                     "meta": meta, "meta_error": check.meta_error},
-                       "peers": peers}, indent=2) + "\n"
+                       "peers": peers,
+                       "conditions": None if check.conditions is None else check.conditions.as_dict()}, indent=2) + "\n"
 
 
 def crosscheck_to_csv(check: Any) -> str:
-    """One row per tool and layer: the reported value, the common-unit value, archprof's, and why."""
+    """One row per tool and layer: the reported value, the common-unit value, archprof's, and why;
+    the conditions of the forward end every row (archprof's rows on meta say device meta)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["model", "tool", "unit", "layer", "reported", check.unit, "archprof", "difference", "unexplained", "conventions", "error"])
+    csv_writer = csv.writer(buffer, lineterminator="\n")
+    csv_writer.writerow(["model", "tool", "unit", "layer", "reported", check.unit, "archprof", "difference", "unexplained",
+                         "conventions", "error", *CONDITION_COLUMNS])
+    conditions = condition_cells(check.conditions)
+    on_meta = conditions[:CONDITION_COLUMNS.index("device")] + ["meta"] + conditions[CONDITION_COLUMNS.index("device") + 1:]
+
+    def write(row: list[Any]) -> None:  # every row ends with its conditions
+        csv_writer.writerow(row + (on_meta if row[1] == "archprof on meta" and check.conditions else conditions))
+
     for op, calls in check.uncounted.items():
-        writer.writerow([check.model, "archprof", "uncounted", op, calls, "", "", "", "", "", ""])
+        write([check.model, "archprof", "uncounted", op, calls, "", "", "", "", "", ""])
     if check.meta_error is not None:
-        writer.writerow([check.model, "archprof on meta", "", "", "", "", "", "", "", "", check.meta_error])
+        write([check.model, "archprof on meta", "", "", "", "", "", "", "", "", check.meta_error])
     for n, gaps in check.device_gaps.items():
         value, ours = check.meta.get(n, 0), check.archprof.get(n, 0)
         why = "; ".join(f"{w}={a:g}" for w, a in gaps.items())
-        writer.writerow([check.model, "archprof on meta", check.unit, n, value, value, ours, value - ours, 0, why, ""])
+        write([check.model, "archprof on meta", check.unit, n, value, value, ours, value - ours, 0, why, ""])
     for p in check.peers:
         if p.error is not None:
-            writer.writerow([check.model, p.name, p.unit, "", "", "", "", "", "", "", p.error])
+            write([check.model, p.name, p.unit, "", "", "", "", "", "", "", p.error])
             continue
         for n in check.layers():
             value = p.actual.get(n, 0.0)
             common = value * p.factor(check.unit)
             ours = check.archprof.get(n, 0)
             why = "; ".join(f"{w}={a:g}" for w, a in p.explained.get(n, {}).items())
-            writer.writerow([check.model, p.name, p.unit, n, f"{value:g}", f"{common:g}", ours, f"{common - ours:g}",
+            write([check.model, p.name, p.unit, n, f"{value:g}", f"{common:g}", ours, f"{common - ours:g}",
                              f"{check.unexplained(p, n):g}", why, ""])
     return buffer.getvalue()
 
 
 FORMATS = ("table", "csv", "json", "markdown", "latex")
-TextWriter = Callable[[list[Table], bool], str]
+TextWriter = Callable[[list[Table], bool, Layout], str]
 TEXT_WRITERS: dict[str, TextWriter] = {"markdown": to_markdown, "latex": to_latex}
