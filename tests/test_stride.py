@@ -148,3 +148,17 @@ def test_a_detector_pyramid_keeps_its_neck_and_head():
     }
     for field in SUMMED:
         assert sum(getattr(r, field) for r in rows) == sum(getattr(r, field) for r in p.group("stage"))
+
+
+def test_json_and_dataframes_keep_the_stage_names(capsys):
+    import json
+
+    assert run(["compare", "resnet50", "mobilenet_v2", "--per-stage", "-f", "json"]) == 0
+    models = json.loads(capsys.readouterr().out)["models"]
+    assert [(r["name"], r["stages"]) for r in models[0]["rows"]][1] == ("/4", ["conv2_x"])
+    assert [(r["name"], r["stages"], r["macs"]) for r in models[1]["rows"]][1:3] == [
+        ("/2", ["stage1"], 10_035_200), ("/4", ["stage2"], 54_942_720)]
+    pytest.importorskip("pandas")
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1))
+    frame = archprof.profile(model, (1, 3, 32, 32)).to_dataframe("stride")
+    assert frame["stride"].tolist() == ["/2", "/4"] and frame["stages"].tolist() == ["0, 1", "2"]

@@ -326,7 +326,10 @@ class Profile:
         """``group(by, depth)`` as a pandas DataFrame: one row per group, one column per summed field."""
         pandas = _pandas("Profile.to_dataframe")
         rows = self.group(by, depth)
-        return pandas.DataFrame([[r.name, *(getattr(r, k) for k in SUMMED)] for r in rows], columns=[by, *SUMMED])
+        frame = pandas.DataFrame([[r.name, *(getattr(r, k) for k in SUMMED)] for r in rows], columns=[by, *SUMMED])
+        if by == "stride":  # the declared stages each row regroups
+            frame.insert(1, "stages", [", ".join(r.stages) for r in rows])
+        return frame
 
     def to_csv(self, by: str | Sequence[str] = DEFAULT_GROUPINGS, depth: int | None = None) -> str:
         """The CSV ``archprof profile --format csv`` writes (``by``: its views, stage, block and type by default)."""

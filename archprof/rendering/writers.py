@@ -358,7 +358,8 @@ def models_to_json(profiles: list[Any], groupings: list[str], depth: int | None,
     with --latency each model also carries a ``latency`` object."""
     models = []
     for i, p in enumerate(profiles):
-        rows = [{"grouping": r.grouping, "name": r.name, **{k: getattr(r, k) for k in ROW_KEYS}}
+        rows = [{"grouping": r.grouping, "name": r.name, **{k: getattr(r, k) for k in ROW_KEYS},
+                 **({"stages": list(r.stages)} if r.grouping == "stride" else {})}  # the stages a stride row regroups
                 for by in groupings for r in p.group(by, depth if by == "layer" else None)]
         models.append({
             "name": p.model,
