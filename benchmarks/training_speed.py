@@ -20,6 +20,7 @@ their backward and the classifier's matmuls, and nothing else with MACs).
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
 import statistics
@@ -63,9 +64,9 @@ def measure(repeats: int) -> list[dict[str, object]]:
         model = archprof.build_model(name)
         meta = archprof.build_model(name).to("meta").train()
         calls = {
-            "archprof forward": lambda: archprof.profile(model, shape),
-            "archprof train": lambda: archprof.profile(model, shape, mode="train"),
-            "FlopCounterMode train": lambda: _fcm_train(meta, shape),
+            "archprof forward": functools.partial(archprof.profile, model, shape),
+            "archprof train": functools.partial(archprof.profile, model, shape, mode="train"),
+            "FlopCounterMode train": functools.partial(_fcm_train, meta, shape),
         }
         train = archprof.profile(model, shape, mode="train")
         fcm = _fcm_train(meta, shape)

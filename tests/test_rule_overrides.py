@@ -26,7 +26,7 @@ def test_an_override_changes_one_profile_and_leaves_the_registry_as_it_was():
     assert plain_gelu == again_gelu == 5 * 4 * 16
     assert cheap_gelu == 4 * 16
     assert next(r for r in cheap.group("type") if r.name == "activation").flops == 4 * 16  # the layer type is kept
-    assert COST_RULES == before
+    assert before == COST_RULES
 
 
 def test_an_override_by_overload_and_none_leaves_the_op_uncounted():
