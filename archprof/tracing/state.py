@@ -22,6 +22,10 @@ from torch import nn
 
 _CONTAINERS = (list, dict, set)
 _ATOMS = {bool, int, float, str, type(None), torch.dtype, torch.device, torch.Size}
+# Not copied: atoms, and tuples (a layer's kernel size, its padding), which are not traversed either.
+_KEPT_AS_THEY_ARE = frozenset({*_ATOMS, tuple})
+# Every module's own tables, copied one level deep (their values are modules, weights and names).
+_TABLES = frozenset({"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set"})
 _MAX_DEPTH = 4  # nested containers deeper than this are not module state worth a copy
 
 
@@ -32,35 +36,39 @@ class ModuleSnapshot:
         self._objects: list[tuple[Any, dict[str, Any]]] = []
         self._tensors: list[tuple[torch.Tensor, int, torch.Tensor]] = []
         self._empty: list[dict] = []  # tables empty before the forward: emptied again after it
+        self._model = model
+        self._weights: set[int] | None = None  # ids of the parameters and buffers, once a tensor attribute is seen
         seen: set[int] = set()
-        weights = {id(t) for m in model.modules() for t in [*m._parameters.values(), *m._buffers.values()]}
         for module in model.modules():
-            attributes = dict(module.__dict__)
+            attributes = module.__dict__.copy()
             self._modules.append((module, type(module), attributes))
             for key, value in attributes.items():
                 kind = type(value)
-                if kind in _ATOMS:  # most of a module's attributes: flags, sizes, names
+                if kind in _KEPT_AS_THEY_ARE:  # most of a module's attributes: flags, sizes, names
                     continue
                 if (kind is dict or kind is OrderedDict) and not value:  # an empty table (hooks, caches)
-                    if id(value) not in seen:
-                        seen.add(id(value))
-                        self._empty.append(value)
-                elif key in ("_parameters", "_buffers", "_modules"):
+                    self._empty.append(value)  # one held twice is emptied twice
+                elif key in _TABLES:
                     self._save_container_only(value, seen)
                 else:
-                    self._save(value, seen, weights, 0)
+                    self._save(value, seen, 0)
 
-    def _save_container_only(self, table: dict, seen: set[int]) -> None:
+    def _is_weight(self, t: torch.Tensor) -> bool:
+        if self._weights is None:
+            self._weights = {id(w) for m in self._model.modules() for w in [*m._parameters.values(), *m._buffers.values()]}
+        return id(t) in self._weights
+
+    def _save_container_only(self, table: dict | set, seen: set[int]) -> None:
         if id(table) not in seen:
             seen.add(id(table))
-            self._containers.append((table, dict(table)))
+            self._containers.append((table, table.copy()))
 
-    def _save(self, value: Any, seen: set[int], weights: set[int], depth: int) -> None:
+    def _save(self, value: Any, seen: set[int], depth: int) -> None:
         if id(value) in seen or depth > _MAX_DEPTH or isinstance(value, nn.Module):
             return
         if isinstance(value, torch.Tensor):
             # a plain tensor attribute (an anchor cache, a step counter) that a forward may write in place
-            if id(value) not in weights and value.device.type != "meta" and not value.is_inference():
+            if value.device.type != "meta" and not value.is_inference() and not self._is_weight(value):
                 seen.add(id(value))
                 self._tensors.append((value, value._version, value.detach().clone()))
             return
@@ -82,7 +90,7 @@ class ModuleSnapshot:
         else:
             return
         for item in items:
-            self._save(item, seen, weights, depth + 1)
+            self._save(item, seen, depth + 1)
 
     def restore(self) -> None:
         for table in self._empty:
