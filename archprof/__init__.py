@@ -31,19 +31,19 @@ __all__ = [
     "register_model",
 ]
 # The modules the public names come from, searched in order on first use.
-_SOURCES = ("archprof.analysis", "archprof.architectures", "archprof.tracing", "archprof.tracing.inputs")
+_SOURCES = ("archprof.analysis.profile", "archprof.analysis.compare", "archprof.architectures", "archprof.tracing",
+            "archprof.tracing.inputs")
 
 if TYPE_CHECKING:
-    from archprof.analysis import (
+    from archprof.analysis.compare import Comparison, compare
+    from archprof.analysis.profile import (
         GROUPINGS,
         ArchprofNotice,
-        Comparison,
         Profile,
         ProfileError,
         Row,
         Totals,
         UncountedOpsError,
-        compare,
         profile,
     )
     from archprof.architectures import build_model, list_models, register_model

@@ -1,18 +1,6 @@
-"""Analysis: a traced forward pass turned into totals and groupings that add up."""
+"""Analysis: a traced forward pass turned into totals and groupings that add up.
 
-from archprof.analysis.compare import Comparison, compare
-from archprof.analysis.profile import (
-    GROUPINGS,
-    ArchprofNotice,
-    Profile,
-    ProfileError,
-    Row,
-    Totals,
-    UncountedOpsError,
-    profile,
-)
-
-__all__ = [
-    "GROUPINGS", "ArchprofNotice", "Comparison", "Profile", "ProfileError", "Row", "Totals", "UncountedOpsError", "compare",
-    "profile",
-]
+Nothing is imported here, so that the command line reads torch-free tables from a submodule (the
+optimizers and precisions of ``archprof.analysis.training``) without importing torch; the public
+names are ``archprof``'s (``archprof.profile``, ``archprof.compare``, ``archprof.Profile``).
+"""

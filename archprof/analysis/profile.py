@@ -21,7 +21,9 @@ from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
 from archprof.analysis.layer_types import module_layer_type
 from archprof.analysis.memory import MaterializedRow, materialized_by_resolution, peak_live_bytes
+from archprof.analysis.training import MODES, PRECISIONS, TrainingMemory, check_training_options, training_memory
 from archprof.architectures.base import Architecture
+from archprof.tracing.autograd import TrainingError, TrainingStep
 from archprof.tracing.inputs import (
     InputError,
     Inputs,
@@ -31,6 +33,7 @@ from archprof.tracing.inputs import (
     materialize,
     vocabulary_size,
 )
+from archprof.tracing.rules import rules_with
 from archprof.tracing.state import ModuleSnapshot
 from archprof.tracing.tracer import OpEvent, Tracer
 
@@ -68,6 +71,18 @@ class Totals:
     bytes_read: int
     bytes_written: int
     peak_activation_bytes: int
+    # A training step (mode "train"): the backward pass's share of macs and flops, which include it.
+    backward_macs: int = 0
+    backward_flops: int = 0
+    saved_bytes: int = 0  # activations the forward saved for backward
+
+    @property
+    def forward_macs(self) -> int:
+        return self.macs - self.backward_macs
+
+    @property
+    def forward_flops(self) -> int:
+        return self.flops - self.backward_flops
 
     @property
     def arithmetic_intensity(self) -> float:
@@ -89,6 +104,11 @@ class Row:
     activations: int = 0
     bytes_read: int = 0
     bytes_written: int = 0
+    # A training step (mode "train"): the backward pass's share of macs and flops (which include
+    # it), and the bytes the group's layers saved for backward.
+    backward_macs: int = 0
+    backward_flops: int = 0
+    saved_bytes: int = 0
     stages: tuple[str, ...] = ()  # the stride grouping: the declared stages this row regroups
 
     @property
@@ -98,6 +118,7 @@ class Row:
 
 
 SUMMED = tuple(f.name for f in fields(Row) if f.name not in ("grouping", "name", "stages"))
+TRAINING_FIELDS = ("backward_macs", "backward_flops", "saved_bytes")  # zero unless the profile is of a training step
 
 
 @dataclass(frozen=True)
@@ -121,11 +142,11 @@ class ModuleInfo:
     buffers: int
     part: str = ROOT  # the innermost ``archprof_part`` declared on it or an ancestor (a detector's backbone, neck, head)
     level: str = ROOT  # the innermost ``archprof_level`` (a pyramid level, "P3"), else its part
+    saved_bytes: int = 0  # a training step: the activations its forward saved for backward
 
 
 # The unit convention every count follows (README, "What is counted"); written beside every number.
 CONVENTION = "MAC = one multiply-accumulate; FLOP = 2 per MAC, plus bias and element-wise ops"
-MODES = ("inference",)  # what a count assumes the model runs as: an eval-mode forward (a training step to come)
 
 
 @dataclass(frozen=True)
@@ -188,7 +209,8 @@ class Profile:
     call: Inputs = field(default_factory=Inputs, repr=False)  # the call as asked for (specs, tensors, values)
     # Per stage, the shapes output by the stage's last module to run (every call of it): the stride grouping's input.
     stage_outputs: dict[str, list[tuple[int, ...]]] = field(default_factory=dict, repr=False)
-    mode: str = "inference"  # one of MODES: the forward counted (an eval-mode forward)
+    mode: str = "inference"  # one of MODES: an eval-mode forward, or a training step (forward and backward)
+    training: TrainingMemory | None = None  # mode "train": what the step holds in memory
     architecture: str | None = None  # the registered name the model was built from ("resnet50"), if any
 
     def __post_init__(self) -> None:
@@ -199,6 +221,11 @@ class Profile:
     def conditions(self) -> Conditions:
         """The conditions of every number of this profile (its inputs, batch, device, mode, ...)."""
         return conditions_of(self.inputs, self.device, self.mode)
+
+    @property
+    def row_fields(self) -> tuple[str, ...]:
+        """The summed fields of this profile's rows: a training step's backward and saved-bytes fields only in train mode."""
+        return SUMMED if self.mode == "train" else tuple(k for k in SUMMED if k not in TRAINING_FIELDS)
 
     @cached_property
     def totals(self) -> Totals:
@@ -215,6 +242,9 @@ class Profile:
             bytes_read=sum(op.bytes_read for op in self.ops),
             bytes_written=sum(op.bytes_written for op in self.ops),
             peak_activation_bytes=self.peak_activation_bytes,
+            backward_macs=sum(op.macs for op in self.ops if op.phase == "backward"),
+            backward_flops=sum(op.flops for op in self.ops if op.phase == "backward"),
+            saved_bytes=sum(m.saved_bytes for m in self.modules.values()),
         )
 
     @property
@@ -249,9 +279,14 @@ class Profile:
             row["activations"] += op.activations
             row["bytes_read"] += op.bytes_read
             row["bytes_written"] += op.bytes_written
+            if op.phase == "backward":
+                row["backward_macs"] += op.macs
+                row["backward_flops"] += op.flops
         for path, info in self.modules.items():
             if info.params:
                 bucket(info.layer_type if by == "type" else keys[path])["params"] += info.params
+            if info.saved_bytes:
+                bucket(info.layer_type if by == "type" else keys[path])["saved_bytes"] += info.saved_bytes
         if by in ("part", "level"):  # the top-down pass runs P5 before P4: list levels as declared
             declared = list(dict.fromkeys(keys.values()))
             sums = dict(sorted(sums.items(), key=lambda item: declared.index(item[0])))
@@ -326,7 +361,8 @@ class Profile:
         """``group(by, depth)`` as a pandas DataFrame: one row per group, one column per summed field."""
         pandas = _pandas("Profile.to_dataframe")
         rows = self.group(by, depth)
-        frame = pandas.DataFrame([[r.name, *(getattr(r, k) for k in SUMMED)] for r in rows], columns=[by, *SUMMED])
+        keys = self.row_fields
+        frame = pandas.DataFrame([[r.name, *(getattr(r, k) for k in keys)] for r in rows], columns=[by, *keys])
         if by == "stride":  # the declared stages each row regroups
             frame.insert(1, "stages", [", ".join(r.stages) for r in rows])
         return frame
@@ -479,7 +515,7 @@ def _declarations(by_path: dict[str, nn.Module]) -> dict[str, dict[str, Any]]:
 
 
 def _module_infos(
-    model: nn.Module, by_path: dict[str, nn.Module], declared: dict[str, dict[str, Any]]
+    model: nn.Module, by_path: dict[str, nn.Module], declared: dict[str, dict[str, Any]], saved: dict[str, int]
 ) -> dict[str, ModuleInfo]:
     stages = _stage_lookup(model, by_path)
     seen: set[int] = set()  # a shared parameter is counted once, at its first owner (as named_parameters)
@@ -512,6 +548,7 @@ def _module_infos(
             buffers=buffers,
             part=part,
             level=own["archprof_level"] or part,
+            saved_bytes=saved.get(path, 0),
         )
     return infos
 
@@ -647,15 +684,17 @@ def _initialized_copy(model: nn.Module, seed: int) -> nn.Module:
     return copy
 
 
-def _meta_state(model: nn.Module) -> dict[str, torch.Tensor] | None:
-    """Meta tensors standing in for the model's parameters and buffers (tied ones stay tied)."""
+def _meta_state(model: nn.Module, fresh: bool = False) -> dict[str, torch.Tensor] | None:
+    """Meta tensors standing in for the model's parameters and buffers (tied ones stay tied):
+    ``fresh`` ones even for those on meta already (a training step's leaves, whose gradients must
+    not land on the model's own parameters)."""
     named = list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers(remove_duplicate=False))
-    if all(t.device.type == "meta" for _, t in named):
+    if not fresh and all(t.device.type == "meta" for _, t in named):
         return None
     moved: dict[int, torch.Tensor] = {}
     for _, t in named:
         if id(t) not in moved:
-            moved[id(t)] = t if t.device.type == "meta" else torch.empty_like(t, device="meta")
+            moved[id(t)] = t if t.device.type == "meta" and not fresh else torch.empty_like(t, device="meta")
     return {name: moved[id(t)] for name, t in named}
 
 
@@ -715,27 +754,47 @@ class _Run:
     trace: Any
     inputs: Inputs
     device: str
+    step: TrainingStep | None = None  # a training step's autograd bookkeeping
 
 
-def _trace(model, inputs: Inputs, device: str, module_paths, watched, seed, build, snapshot: ModuleSnapshot) -> _Run:
-    """One traced forward in eval mode on ``device``, the model restored to ``snapshot`` after it;
-    raises ``_ForwardError`` naming the layer that failed."""
+@dataclass(frozen=True)
+class _Training:
+    """What a training step is traced at (``profile(mode="train")``)."""
+
+    optimizer: str
+    precision: str
+
+
+def _trace(
+    model, inputs: Inputs, device: str, module_paths, watched, seed, build, snapshot: ModuleSnapshot,
+    training: _Training | None = None,
+    rules: dict[Any, Any] | None = None,
+) -> _Run:
+    """One traced forward in eval mode on ``device`` (a training step in train mode with
+    ``training``), the model restored to ``snapshot`` after it; raises ``_ForwardError`` naming the
+    layer that failed."""
     if device == "meta":
-        state = _meta_state(model)
+        state = _meta_state(model, fresh=training is not None)
         used = materialize(inputs, "meta", _dtype(model))
     else:
         state = _real_state(model, device, seed, build)
         used = materialize(inputs, device, _dtype(model), seed=seed, vocabulary=vocabulary_size(model))
-    tracer = Tracer(model, module_paths, watched)
+    if training is not None:  # the step's own leaves, trainable where the model's parameters are
+        for name, p in model.named_parameters(remove_duplicate=False):
+            state[name].requires_grad_(p.requires_grad and state[name].is_floating_point())
+    float_bytes = PRECISIONS[training.precision].activation if training is not None else None
+    tracer = Tracer(model, module_paths, watched, rules, train=training is not None, float_bytes=float_bytes)
     tracer.mark_known(list(state.values()) if state is not None else [*model.parameters(), *model.buffers()])
-    model.eval()
+    model.train(training is not None)
     try:
         trace = tracer.run(used.args, used.kwargs, state)
+    except TrainingError as err:
+        raise ProfileError(str(err)) from None
     except Exception as err:
         raise _ForwardError(err, tracer.failed_in) from err
     finally:
         snapshot.restore()
-    return _Run(trace, used, device)
+    return _Run(trace, used, device, tracer.step)
 
 
 class _ForwardError(Exception):
@@ -763,6 +822,10 @@ def profile(
     seed: int = 0,
     max_memory: int | None = None,
     build: Callable[[], nn.Module] | None = None,
+    mode: str = "inference",
+    optimizer: str = "sgd",
+    precision: str = "fp32",
+    rules: Mapping[Any, Any] | None = None,
 ) -> Profile:
     """Trace one forward pass of ``model`` and attribute every op's cost.
 
@@ -781,7 +844,24 @@ def profile(
     for its inputs and weights is refused (default: half the machine's memory). ``"meta"``,
     ``"cpu"`` or ``"cuda"`` force one device. ``strict=True`` raises :class:`UncountedOpsError` if
     any op has no cost rule. The model is left as it was found.
+
+    ``mode="train"`` traces a training step instead: the forward in training mode (batch norm
+    computes batch statistics, dropout runs), a scalar loss on the output (its own ``loss`` if it
+    has one, else the sum of its floating outputs) and the backward pass, each backward op charged
+    to the layer whose forward created it; frozen parameters (``requires_grad=False``) get no
+    gradient, as autograd runs it. ``Profile.training`` then holds the step's memory for
+    ``optimizer`` ("sgd", "momentum", "adam", "adamw") at ``precision`` ("fp32", "bf16", "fp16",
+    "amp").
+
+    ``rules`` changes the counting convention for this profile only: ``{torch.ops.aten.gelu:
+    fn}`` costs GELU with ``fn(args, kwargs, out) -> Cost``, ``{op: None}`` leaves an op uncounted
+    (see :func:`archprof.tracing.rules.rules_with`); the global registry is untouched.
     """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    check_training_options(optimizer, precision)
+    training = _Training(optimizer, precision) if mode == "train" else None
+    chosen = rules_with(rules) if rules else None
     if device not in (None, "meta", "cpu", "cuda"):
         raise ValueError(f"device must be 'meta', 'cpu' or 'cuda', got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
@@ -803,7 +883,7 @@ def profile(
     notices: list[str] = []
     snapshot = ModuleSnapshot(model)
     try:
-        run = _run(model, wanted, device, (module_paths, shaped, seed, build, snapshot), by_path, max_memory, notices)
+        run = _run(model, wanted, device, (module_paths, shaped, seed, build, snapshot, training, chosen), by_path, max_memory, notices)
     except InputError as err:
         raise ProfileError(str(err)) from None
     trace, used = run.trace, run.inputs
@@ -817,15 +897,20 @@ def profile(
         device=run.device,
         ops=trace.events,
         op_types=_op_types(trace.events, by_path, declarations),
-        modules=_module_infos(model, by_path, declarations),
-        peak_activation_bytes=peak_live_bytes(trace),
+        modules=_module_infos(model, by_path, declarations, run.step.saved_bytes if run.step else {}),
+        peak_activation_bytes=peak_live_bytes(trace, exclude=run.step.weight_grads if run.step else frozenset()),
         materialized_tensors=materialized,
         notices=notices,
         inputs=[InputInfo(path, tuple(t.shape), str(t.dtype).replace("torch.", "")) for path, t in used.tensors()],
         call=wanted,
         stage_outputs=_stage_outputs(roots, trace.module_outputs),
         architecture=getattr(original, "archprof_name", None),
+        mode=mode,
     )
+    if training is not None:
+        t = result.totals
+        result.training = training_memory(training.optimizer, training.precision, t.params, t.trainable_params,
+                                          t.saved_bytes, t.peak_activation_bytes)
     if strict and result.uncounted:
         raise UncountedOpsError(result.uncounted)
     return result

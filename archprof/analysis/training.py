@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# What a count assumes the model runs as: an eval-mode forward, or a training step (the forward in
+# training mode, a scalar loss, the backward pass).
+MODES = ("inference", "train")
 # Copies of the trainable parameters an optimizer keeps: momentum keeps one velocity, Adam(W) the
 # first and second moments.
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}

@@ -8,6 +8,7 @@ charged twice.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from archprof.tracing.autograd import TrainingStep
 from archprof.tracing.meta_shapes import MetaOutputs
 from archprof.tracing.rules import COST_RULES, CostRule, register_library_rules
 
@@ -55,6 +57,7 @@ class OpEvent:
     bytes_read: int
     bytes_written: int
     counted: bool
+    phase: str = "forward"  # "backward" for the ops of a training step's backward pass
 
 
 @dataclass
@@ -172,8 +175,17 @@ class Tracer:
         module_paths: dict[int, str],
         watched: set[str],
         rules: dict[Any, CostRule] | None = None,
+        *,
+        train: bool = False,
+        float_bytes: int | None = None,
     ) -> None:
         self.model = model
+        # A training step: the forward with gradients on, a scalar loss, and its backward pass.
+        self.step = TrainingStep(self) if train else None
+        self.phase = "forward"
+        # Bytes per element of floating activations, if not the traced dtype's (a training step's precision).
+        self.float_bytes = float_bytes
+        self.weights: set[int] = set()  # storages of the parameters and buffers
         self.paths = module_paths
         self.watched = watched
         if rules is None:
@@ -203,7 +215,7 @@ class Tracer:
         """
         inputs = tensors_in(args) + tensors_in(kwargs)
         for t in inputs:
-            self.trace.input_storages[storage_key(t)] = t.untyped_storage().nbytes()
+            self.trace.input_storages[storage_key(t)] = self.storage_bytes(t)
         self._known.update(self.trace.input_storages)
         self._alive.extend(inputs)
         pre = nn.modules.module.register_module_forward_pre_hook(self._enter)
@@ -218,11 +230,18 @@ class Tracer:
         torch.backends.mha.set_fastpath_enabled(False)
         _RUNNING.append(self)
         try:
-            with torch.no_grad(), _Recorder(self), _WholeOps(self):
+            with contextlib.ExitStack() as modes:
+                for mode in self.step.forward_modes() if self.step else [torch.no_grad()]:
+                    modes.enter_context(mode)
+                modes.enter_context(_Recorder(self))
+                modes.enter_context(_WholeOps(self))
                 if state is None:
                     out = self.model(*args, **kwargs)
                 else:  # functional_call swaps in the state for the call without touching the user's module
                     out = torch.func.functional_call(self.model, state, args, kwargs)
+            if self.step is not None:
+                with _Recorder(self):
+                    self.step.backward(out, list(state.values()) if state is not None else list(self.model.parameters()))
         finally:
             _RUNNING.pop()
             pre.remove()
@@ -236,7 +255,19 @@ class Tracer:
     def mark_known(self, tensors: list[torch.Tensor]) -> None:
         """Tensors that exist before the forward (weights): neither allocated nor activations."""
         self._known.update(storage_key(t) for t in tensors)
+        self.weights.update(storage_key(t) for t in tensors)
         self._alive.extend(tensors)
+
+    def current_module(self) -> str:
+        """The path of the innermost module running now ("" for the model itself)."""
+        return self.stack[-1] if self.stack else ""
+
+    def storage_bytes(self, t: torch.Tensor) -> int:
+        """Bytes of ``t``'s storage, floating storages at :attr:`float_bytes` per element when set."""
+        nbytes = t.untyped_storage().nbytes()
+        if self.float_bytes is not None and t.is_floating_point():
+            return nbytes // t.element_size() * self.float_bytes
+        return nbytes
 
     def _enter(self, module: nn.Module, args: Any) -> None:
         self.stack.append(self.paths.get(id(module), self.stack[-1] if self.stack else ""))
@@ -316,12 +347,12 @@ class Tracer:
             measured = self._measure(func, rule, args, kwargs, out, inputs, tensors_out, in_keys, out_keys)
             if signature is not None:
                 self._measured[signature] = measured
-        self.trace.events.append(OpEvent(measured[0], self.stack[-1] if self.stack else "", *measured[1:]))
+        self.trace.events.append(OpEvent(measured[0], self.stack[-1] if self.stack else "", *measured[1:], self.phase))
         fresh = []
         for t, key in zip(tensors_out, out_keys, strict=True):
             if key not in self._known:
                 self._known.add(key)
-                fresh.append((key, t.untyped_storage().nbytes()))
+                fresh.append((key, self.storage_bytes(t)))
         self.trace.reads.append(tuple(in_keys))
         self.trace.allocations.append(tuple(fresh))
         self._alive.extend(tensors_out)
