@@ -5,18 +5,24 @@ torch; this prints how long each takes and how much memory its process peaks at,
 `python -c "import torch"` and a command that profiles (which imports torch). Medians of
 ``--repeats`` runs, run in turn so that load from other work falls on all alike.
 
-    .venv/bin/python benchmarks/cli_speed.py [--repeats 7]
+    .venv/bin/python benchmarks/cli_speed.py [--repeats 7] [--report reports/benchmarks.md]
+
+With ``--report``, the markdown section is written into that file in place of an earlier one
+(``benchmarks/run.py`` rewrites the whole file: run this after it).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+HEADING = "## The command line's fast paths: help, version, list, completion"
 
 ARCHPROF = str(Path(sys.executable).with_name("archprof"))  # the console script, as a user runs it
 
@@ -46,9 +52,37 @@ def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
     return elapsed, usage.ru_maxrss * 1024  # Linux reports kilobytes
 
 
+def section(times: dict[str, list[float]], memory: dict[str, list[int]], repeats: int) -> str:
+    load = os.getloadavg()[0]
+    lines = [
+        HEADING, "",
+        f"Written by `.venv/bin/python benchmarks/cli_speed.py --repeats {repeats} --report reports/benchmarks.md`. Each",
+        "command line runs in a process of its own through the `archprof` console script, the cases in turn,",
+        f"medians of {repeats}; peak memory is the process's maximum resident set (`wait4`). {os.cpu_count()} CPUs",
+        f"({platform.processor() or platform.machine()}), load average {load:.1f} at the end, Python {sys.version.split()[0]}.",
+        "None but the last two imports torch (`tests/test_cli_fast.py` checks it).", "",
+        "| command | wall time | peak memory |", "|---|---|---|",
+    ]
+    for name, _, _ in CASES:
+        lines.append(f"| `{name}` | {statistics.median(times[name]):.2f} s | {statistics.median(memory[name]) / 1e6:.0f} MB |")
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, text_of_section: str) -> None:
+    text = path.read_text() if path.exists() else ""
+    start = text.find(HEADING)
+    if start < 0:
+        path.write_text(text.rstrip("\n") + "\n\n" + text_of_section)
+        return
+    end = text.find("\n## ", start + len(HEADING))
+    rest = text[end + 1:] if end >= 0 else ""
+    path.write_text(text[:start] + text_of_section + ("\n" + rest if rest else ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--report", type=Path, help="markdown file to write the section into")
     args = parser.parse_args()
     times: dict[str, list[float]] = {name: [] for name, _, _ in CASES}
     memory: dict[str, list[int]] = {name: [] for name, _, _ in CASES}
@@ -57,11 +91,10 @@ def main() -> None:
             elapsed, rss = run_once(argv, env)
             times[name].append(elapsed)
             memory[name].append(rss)
-    print(f"medians of {args.repeats} runs, each in its own process (Python {sys.version.split()[0]}, {os.cpu_count()} CPUs)\n")
-    print("| command | wall time | peak memory |")
-    print("|---|---|---|")
-    for name, _, _ in CASES:
-        print(f"| `{name}` | {statistics.median(times[name]):.2f} s | {statistics.median(memory[name]) / 1e6:.0f} MB |")
+    text = section(times, memory, args.repeats)
+    print(text)
+    if args.report:
+        write_section(args.report, text)
 
 
 if __name__ == "__main__":

@@ -349,7 +349,7 @@ def test_cli_inputs_positional_named_and_integer(capsys, tmp_path):
 def test_cli_options_for_user_factories(capsys):
     # --resolution is a user model's input size (conv 3x3 at 32x32: 30 x 30 x 8 x 27 MACs).
     conv = "torch.nn:Conv2d:in_channels=3,out_channels=8,kernel_size=(3,3),bias=False"
-    code, out, err = cli(capsys, "profile", conv, "--resolution", "32", "--format", "csv", "--raw")
+    code, out, err = cli(capsys, "profile", conv, "--resolution", "32", "--format", "csv")
     assert code == 0 and total_macs(out) == 30 * 30 * 8 * 27
     code, out, err = cli(capsys, "profile", conv, "--width", "2")
     assert code == 2 and "takes no option 'width'" in err

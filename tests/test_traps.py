@@ -48,6 +48,14 @@ REFUSED = [
      "modulated_dcn and deformable_groups shape deformable convs: give dcn_stages (e.g. 3,4,5) too"),
     (["profile", "resnet50:modulated_dcn=true"],
      "modulated_dcn and deformable_groups shape deformable convs: give dcn_stages (e.g. 3,4,5) too"),
+    # --raw and --unit lay out tables: CSV and JSON always carry exact integers of MACs and FLOPs both
+    (["profile", "mobilenet_v2", "--format", "csv", "--raw"], "--raw is for tables: --format csv always writes exact integers"),
+    (["blocks", "--raw", "--format", "json"], "--raw is for tables: --format json always writes exact integers"),
+    (["crosscheck", "mobilenet_v2", "-f", "csv", "--raw"], "--raw is for tables: --format csv always writes exact integers"),
+    (["compare", "mobilenet_v1", "mobilenet_v2", "--unit", "flops", "--format", "json"],
+     "--unit picks the cost the tables show: --format json writes MACs and FLOPs both"),
+    (["detector", "fcos", "--unit", "flops", "--format", "csv"],
+     "--unit picks the cost the tables show: --format csv writes MACs and FLOPs both"),
 ]
 
 

@@ -187,6 +187,17 @@ LayerDepthOption = Annotated[int | None, typer.Option("--layer-depth", metavar="
 NoDepthOption = Annotated[str | None, typer.Option("--depth", hidden=True)]  # any value: the refusal, not a parse error
 
 
+def refuse_unread(fmt: Format, raw: bool, unit: Unit | None = None, plot: str | None = None) -> None:
+    """--raw and --unit shape the tables: CSV and JSON export exact integers of every cost, where
+    they would change nothing (--unit still picks the cost a --plot draws)."""
+    if fmt not in (Format.csv, Format.json):
+        return
+    if raw:
+        raise UserError(f"--raw is for tables: --format {fmt.value} always writes exact integers")
+    if unit is Unit.flops and plot is None:
+        raise UserError(f"--unit picks the cost the tables show: --format {fmt.value} writes MACs and FLOPs both")
+
+
 def refuse_depth(command: str, depth: str | None, network: str = "`archprof resnet --depth N` or a name such as resnet101") -> None:
     if depth is not None:
         raise UserError(f"{command} has no --depth: --layer-depth N folds the layer view; a ResNet's depth is {network}")
@@ -522,6 +533,7 @@ def compare_command(
     per-layer-type tables with shares; the stages of different families are lined up by output
     stride. Each model carries its own options (NAME:key=value,...).
     """
+    refuse_unread(fmt, raw, unit, plot)
     layout = layout_for("compare", fmt, raw, scale, table, caption, label, siunitx)
     if len(models) < 2:
         raise UserError("compare needs at least two models")
@@ -593,6 +605,7 @@ def profile_command(
     NAME is a registered model (archprof list) with :key=value options, or a factory that returns
     an nn.Module: package.module:callable or path/to/file.py:callable.
     """
+    refuse_unread(fmt, raw, unit, plot)
     layout = layout_for("profile", fmt, raw, scale, table, caption, label, siunitx)
     from archprof.architectures.spec import build_from_spec, parse_spec
 
@@ -674,6 +687,7 @@ def resnet_command(
       archprof resnet --depth 50 --groups 32 --width-per-group 4
       archprof resnet --stages FPN --backbone --dcn-stages 3,4,5 --modulated-dcn
     """
+    refuse_unread(fmt, raw, unit, plot)
     layout = layout_for("resnet", fmt, raw, scale, table, caption, label, siunitx)
     if layer_depth is not None and layer_depth < 1:
         raise UserError(f"--layer-depth must be >= 1, got {layer_depth}")
@@ -749,6 +763,7 @@ def blocks_command(
     Beside them the basic block, the depthwise-separable block and a standard 3x3 conv, each
     traced and in closed form.
     """
+    refuse_unread(fmt, raw)
     layout = layout_for("blocks", fmt, raw, scale, table, caption, label, siunitx)
     from archprof.analysis.blocks import BlockShapes, compare_blocks
     from archprof.rendering.tables import blocks_tables
@@ -793,6 +808,7 @@ def crosscheck_command(
 
     One real CPU forward at batch 1; every difference is attributed to a named convention.
     """
+    refuse_unread(fmt, raw)  # --unit is honoured: every tool's count is converted to it, in every format
     layout = layout_for("crosscheck", fmt, raw, scale, table, caption, label, siunitx)
     from archprof.analysis.crosscheck import crosscheck
     from archprof.architectures.spec import build_from_spec, parse_spec
@@ -860,6 +876,7 @@ def detector_command(
     Backbone, FPN neck and a head shared across levels: totals, then per part and per pyramid
     level. The default input is the papers' 1x3x800x1333.
     """
+    refuse_unread(fmt, raw, unit)
     layout = layout_for("detector", fmt, raw, scale, table, caption, label, siunitx)
     from archprof.architectures.spec import ModelSpec, parse_spec
 

@@ -234,7 +234,8 @@ def emit(
             from archprof.rendering.writers import write_console
 
             console = Console(file=stream, highlight=False, emoji=False)
-            if not console.is_terminal:  # piped: no colour (rich's default), and room for wide tables
+            if not console.is_terminal and not os.environ.get("COLUMNS"):
+                # piped: no colour (rich's default), and room for wide tables unless COLUMNS sets a width
                 console = Console(file=stream, highlight=False, emoji=False, width=160)
             write_console(layout.pick(tables or []) if layout else tables or [], raw, console)
         else:

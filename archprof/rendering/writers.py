@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import math
+import textwrap
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -211,26 +212,17 @@ def bar(share: float | None) -> str:
 
 
 def write_console(tables: list[Table], raw: bool, console: Any) -> None:
-    from rich.table import Table as RichTable
+    """Each table as wide as its contents up to the console's width. On a narrow console the
+    numbers' headers wrap between words, then the bars go, then the headers' words are folded."""
+    from rich.measure import Measurement
 
+    unbounded = console.options.update_width(10**6)  # a table's least width, not clipped to the console's
     for table in tables:
         headers, rows = formatted(table, raw)
-        rich_table = RichTable(title=table.title, title_justify="left", title_style="bold")
-        for i, (h, column) in enumerate(zip(headers, table.columns, strict=True)):
-            if column.unit is None:  # names stay whole; long free text may wrap
-                longest = max((len(r[i]) for r in rows), default=0)
-                rich_table.add_column(h, min_width=min(longest, 24))
-            else:
-                rich_table.add_column(h, justify="right", no_wrap=True)
-            if column.unit == "share":  # an inline bar beside every share
-                rich_table.add_column("", no_wrap=True, style="cyan")
-        for cells, values in zip(rows, table.rows, strict=True):
-            shown = []
-            for column, text, value in zip(table.columns, cells, values, strict=True):
-                shown.append(text)
-                if column.unit == "share":
-                    shown.append(bar(value))
-            rich_table.add_row(*shown)
+        for bars, wrap in ((True, None), (True, "words"), (False, "words"), (False, "fold")):
+            rich_table = console_table(table, headers, rows, bars, wrap)
+            if Measurement.get(console, unbounded, rich_table).minimum <= console.width:
+                break
         console.print(rich_table)
         if table.conditions:
             # one line however narrow the terminal (it wraps it there), so it stays one line in a pipe
@@ -238,6 +230,33 @@ def write_console(tables: list[Table], raw: bool, console: Any) -> None:
         for note in table.notes:
             console.print(f"note: {note}", highlight=False, markup=False)
         console.print()
+
+
+def console_table(table: Table, headers: list[str], rows: list[list[str]], bars: bool, wrap: str | None = None) -> Any:
+    """One table for rich: ``wrap`` the numbers' headers to their numbers' width (between
+    ``"words"``, or ``"fold"`` words too), with or without the ``bars``."""
+    from rich.table import Table as RichTable
+
+    rich_table = RichTable(title=table.title, title_justify="left", title_style="bold")
+    for i, (h, column) in enumerate(zip(headers, table.columns, strict=True)):
+        longest = max((len(r[i]) for r in rows), default=0)
+        if column.unit is None:  # names stay whole; long free text may wrap
+            rich_table.add_column(h, min_width=min(longest, 24))
+        else:  # a number is never cut or wrapped; its header is wrapped here, so rich's widths are exact
+            if wrap is not None and len(h) > longest:
+                width = longest if wrap == "fold" else max(longest, *map(len, h.split()))
+                h = "\n".join(textwrap.wrap(h, max(width, 1)))
+            rich_table.add_column(h, justify="right", no_wrap=True)
+        if bars and column.unit == "share":  # an inline bar beside every share
+            rich_table.add_column("", no_wrap=True, style="cyan")
+    for cells, values in zip(rows, table.rows, strict=True):
+        shown = []
+        for column, text, value in zip(table.columns, cells, values, strict=True):
+            shown.append(text)
+            if bars and column.unit == "share":
+                shown.append(bar(value))
+        rich_table.add_row(*shown)
+    return rich_table
 
 
 def to_markdown(tables: list[Table], raw: bool, layout: Layout | None = None) -> str:
