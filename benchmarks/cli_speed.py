@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from _sections import write_section  # benchmarks/, the script's own folder
+
 HEADING = "## The command line's fast paths: help, version, list, completion"
 
 ARCHPROF = str(Path(sys.executable).with_name("archprof"))  # the console script, as a user runs it
@@ -68,17 +70,6 @@ def section(times: dict[str, list[float]], memory: dict[str, list[int]], repeats
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, text_of_section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    start = text.find(HEADING)
-    if start < 0:
-        path.write_text(text.rstrip("\n") + "\n\n" + text_of_section)
-        return
-    end = text.find("\n## ", start + len(HEADING))
-    rest = text[end + 1:] if end >= 0 else ""
-    path.write_text(text[:start] + text_of_section + ("\n" + rest if rest else ""))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -94,7 +85,7 @@ def main() -> None:
     text = section(times, memory, args.repeats)
     print(text)
     if args.report:
-        write_section(args.report, text)
+        write_section(args.report, HEADING, text)
 
 
 if __name__ == "__main__":

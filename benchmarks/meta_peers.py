@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _sections import write_section  # benchmarks/, the script's own folder
 from torch.utils.flop_counter import FlopCounterMode
 
 import archprof
@@ -186,17 +187,6 @@ def markdown(rows: list[dict[str, Any]], repeats: int, argv: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    start = text.find(HEADING)
-    if start < 0:
-        path.write_text(text.rstrip("\n") + "\n\n" + section)
-        return
-    end = text.find("\n## ", start + len(HEADING))
-    rest = text[end + 1:] if end >= 0 else ""
-    path.write_text(text[:start] + section + ("\n" + rest if rest else ""))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=21, help="timed calls per tool and model")
@@ -209,7 +199,7 @@ def main() -> None:
     print()
     print(section)
     if args.report:
-        write_section(args.report, section)
+        write_section(args.report, HEADING, section)
 
 
 if __name__ == "__main__":
