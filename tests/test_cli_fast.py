@@ -190,3 +190,12 @@ def test_tables_fit_80_columns_and_use_200(argv, monkeypatch, capsys):
     assert max(map(len, wide)) > 80
     if argv[0] == "compare" and len(argv) == 3:  # the per-stage shares keep their bars when there is room
         assert "█" in "".join(wide) and "█" not in "".join(narrow)
+
+
+@pytest.mark.parametrize("argv", [("--help",), ("--version",), ("list",), ("resnet", "--help")], ids=" ".join)
+def test_a_full_standard_output_is_one_line_and_exit_code_2(argv):
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "archprof", *argv], stdout=full, stderr=subprocess.PIPE, text=True,
+                              check=False)
+    assert done.returncode == 2
+    assert done.stderr == "archprof: error: cannot write the results to standard output: No space left on device\n"

@@ -172,6 +172,9 @@ def run(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # the reader went away (`archprof ... | head`): quietly 1, as rich does
         return 1
+    except OSError as err:  # a full standard output (`archprof --help > /dev/full`), which the help and list write directly
+        print(f"archprof: error: cannot write the results to standard output: {err.strerror or err}", file=sys.stderr)
+        return 2
     except typer.Abort:
         print("archprof: aborted", file=sys.stderr)
         return 130
