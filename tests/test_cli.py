@@ -68,6 +68,8 @@ def test_profile_csv_is_one_header_and_exact_integers_that_concatenate(tmp_path)
         "macs": str(v2.totals.macs), "flops": str(v2.totals.flops), "params": str(v2.totals.params),
         "activations": str(v2.totals.activations), "bytes_read": str(v2.totals.bytes_read),
         "bytes_written": str(v2.totals.bytes_written),
+        # a training step's split (zero for an inference forward) and its memory rows' bytes
+        "backward_macs": "0", "backward_flops": "0", "saved_bytes": "0", "memory_bytes": "",
         # the conditions end every row (tests/test_conditions.py pins them)
         "input": "1x3x160x160", "dtype": "float32", "batch": "1", "device": "meta", "mode": "inference",
         "convention": v2.conditions.convention, "version": archprof.__version__,

@@ -25,9 +25,22 @@ TOTAL_METRICS = (
 )
 
 
+# A training step's split and memory, listed where any profile is of one (``mode="train"``).
+TRAINING_METRICS = {
+    "macs": ("forward_macs", "backward_macs"),
+    "flops": ("forward_flops", "backward_flops"),
+    "peak_activation_bytes": ("saved_bytes", "weight_bytes", "gradient_bytes", "optimizer_state_bytes", "training_step_bytes"),
+}
+# Profile.training's fields, by metric name.
+MEMORY_METRICS = {"weight_bytes": "weights", "gradient_bytes": "gradients", "optimizer_state_bytes": "optimizer_state",
+                  "training_step_bytes": "total"}
+
+
 def total_value(p: Profile, metric: str) -> float:
     if metric == "materialized_peak_bytes":
         return p.materialized_peak_bytes()
+    if metric in MEMORY_METRICS:
+        return getattr(p.training, MEMORY_METRICS[metric]) if p.training is not None else 0
     return getattr(p.totals, metric)
 
 
@@ -55,6 +68,8 @@ def compare_totals(profiles: list[Profile]) -> list[TotalsRow]:
     metrics = TOTAL_METRICS
     if any(p.totals.frozen_params for p in profiles):
         metrics = (*metrics[:3], "trainable_params", *metrics[3:])
+    if any(p.mode == "train" for p in profiles):
+        metrics = tuple(m for metric in metrics for m in (metric, *TRAINING_METRICS.get(metric, ())))
     result = []
     for metric in metrics:
         values = tuple(total_value(p, metric) for p in profiles)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 # What a count assumes the model runs as: an eval-mode forward, or a training step (the forward in
 # training mode, a scalar loss, the backward pass).
@@ -114,11 +115,44 @@ class BackwardRatio:
 
 
 def backward_ratios(rows: list, unit: str = "flops") -> list[BackwardRatio]:
-    """Per row of a training profile's grouping (``Profile.group(by)``), its forward and backward
-    ``unit`` ("macs" or "flops") beside the rule of thumb."""
+    """Per row of a training profile's grouping (``Profile.group(by)``, or its ``totals``), its
+    forward and backward ``unit`` ("macs" or "flops") beside the rule of thumb."""
     if unit not in ("macs", "flops"):
         raise ValueError(f"unit must be 'macs' or 'flops', got {unit!r}")
     return [
-        BackwardRatio(r.name, getattr(r, unit) - getattr(r, f"backward_{unit}"), getattr(r, f"backward_{unit}"))
+        BackwardRatio(getattr(r, "name", "total"), getattr(r, unit) - getattr(r, f"backward_{unit}"), getattr(r, f"backward_{unit}"))
         for r in rows
     ]
+
+
+# Layer types whose backward has no arithmetic: an add's gradient passes to both operands, a sum's is broadcast.
+PASS_THROUGH = ("elementwise", "loss", "data movement")
+FIRST_LAYER = "first layer"  # a group name backward_reason knows: the layer whose input is the model's input
+
+
+def backward_reason(name: str, row: Any, ratio: BackwardRatio) -> str:
+    """Why a group's backward departs from twice its forward, read from its counts."""
+    from archprof.tracing.rules import AFFINE_FLOPS, NORM_STATISTICS_FLOPS, norm_backward_flops
+
+    if name.startswith(FIRST_LAYER):
+        return ("no gradient: frozen" if not ratio.backward else "weight gradient only: the model's input needs no gradient")
+    if not ratio.backward:
+        if name in PASS_THROUGH:
+            return "its gradient passes on unchanged or broadcast (an add's, a sum's): no arithmetic"
+        return "no gradient: frozen, or nothing before it trains"
+    if row.backward_macs:
+        if row.backward_macs == RULE_OF_THUMB * (row.macs - row.backward_macs):
+            return "weight and input gradients, each the forward's MACs"
+        return "some layers compute no input gradient (the first layer, or those after frozen layers)"
+    if name == "normalization":
+        training = norm_backward_flops(1, (True, True, True), True)
+        forward = NORM_STATISTICS_FLOPS + AFFINE_FLOPS
+        if ratio.ratio is not None and abs(ratio.ratio - training / forward) < 0.01:
+            return f"batch statistics: {training} FLOPs per element backward, {forward} forward"
+        return "frozen batch norm (a fixed scale and shift): the input gradient only, where anything before it trains"
+    if name == "pooling":
+        return ("max pool: one add per output into the input that won (taps - 1 comparisons forward); "
+                "average pool: each output's gradient spread over its taps")
+    if name == "activation":
+        return "the derivative costs what the function does per element (a select for ReLU, two compares for ReLU6)"
+    return ""

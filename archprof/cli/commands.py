@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from archprof.analysis.training import MODES, OPTIMIZER_STATES, PRECISIONS
 from archprof.architectures import list_models, model_info
 from archprof.cli.guard import UserCodeExit, user_code_guard
 from archprof.rendering.output import OutputError, check_writable, emit, results
@@ -116,6 +117,15 @@ CaptionOption = Annotated[str | None, typer.Option("--caption", help="LaTeX: the
 LabelOption = Annotated[str | None, typer.Option("--label", help="LaTeX: the \\label (default tab:COMMAND-TABLE, e.g. tab:compare-totals).")]
 SiunitxOption = Annotated[bool, typer.Option("--siunitx", help="LaTeX: siunitx S columns for the numbers (needs \\usepackage{siunitx}).")]
 StrictOption = Annotated[bool, typer.Option("--strict", help="Fail (exit 3) if any op has no cost rule.")]
+Mode = Enum("Mode", {m: m for m in MODES}, type=str)
+Optimizer = Enum("Optimizer", {o: o for o in OPTIMIZER_STATES}, type=str)
+Precision = Enum("Precision", {p: p for p in PRECISIONS}, type=str)
+ModeOption = Annotated[Mode, typer.Option(
+    "--mode", help="inference: an eval-mode forward; train: a training step (forward, loss, backward) with its memory.")]
+OptimizerOption = Annotated[Optimizer | None, typer.Option(
+    "--optimizer", help="With --mode train: the optimizer whose state is counted: sgd (none), momentum (1 copy), adam or adamw (2). Default sgd.")]
+PrecisionOption = Annotated[Precision | None, typer.Option(
+    "--precision", help="With --mode train: bytes of activations and weights: fp32, bf16, fp16 or amp (16-bit activations, fp32 weights). Default fp32.")]
 PerStage = Annotated[bool, typer.Option("--per-stage", help="Per-stage table.")]
 PerBlock = Annotated[bool, typer.Option("--per-block", help="Per-block-type table.")]
 PerType = Annotated[bool, typer.Option("--per-type", help="Per-layer-type table.")]
@@ -263,6 +273,18 @@ class InputChoice:
     seq_len: int | None = None
     seed: int = 0
     max_memory: str | None = None
+    mode: str = "inference"  # or "train": a training step, with its optimizer and precision
+    optimizer: str | None = None
+    precision: str | None = None
+
+    def training(self) -> dict[str, str]:
+        """``profile()``'s mode, optimizer and precision; each training option refused without --mode train."""
+        if self.mode != "train":
+            given = "--optimizer" if self.optimizer is not None else "--precision" if self.precision is not None else None
+            if given:
+                raise UserError(f"{given} is for a training step: add --mode train")
+            return {}
+        return {"mode": "train", "optimizer": self.optimizer or "sgd", "precision": self.precision or "fp32"}
 
 
 def inputs_for(model: Any, spec: ModelSpec, choice: InputChoice) -> Inputs:
@@ -336,6 +358,7 @@ def profile_specs(
         # the meta device allocates nothing and draws no values: both are for a real forward
         raise UserError(f"{'--seed' if choice.seed else '--max-memory'} is for a real forward: --device meta runs none")
     max_memory = parse_size(choice.max_memory)
+    training = choice.training()
     profiles = []
     for spec in specs:
         options = builder_options(spec, overrides, choice)
@@ -350,6 +373,7 @@ def profile_specs(
         p = profile(
             model, inputs=inputs_for(model, spec, choice), strict=strict, name=label, device=device.value if device else None,
             seed=choice.seed, max_memory=max_memory, build=lambda spec=spec, options=options: build_from_spec(spec, "cpu", options),
+            **training,
         )
         if spec.factory and not p.config:
             p.config = {**spec.options}
@@ -519,6 +543,9 @@ def compare_command(
     label: LabelOption = None,
     siunitx: SiunitxOption = False,
     strict: StrictOption = False,
+    mode: ModeOption = Mode.inference,
+    optimizer: OptimizerOption = None,
+    precision: PrecisionOption = None,
     plot: PlotOption = None,
 ) -> None:
     """Compare models side by side: totals, ratios, shares.
@@ -544,7 +571,7 @@ def compare_command(
     from archprof.architectures.spec import parse_spec
 
     specs = [parse_spec(m) for m in models]
-    choice = InputChoice(inputs, input_shape, batch, None, seq_len, seed, max_memory)
+    choice = InputChoice(inputs, input_shape, batch, None, seq_len, seed, max_memory, mode.value, optimizer and optimizer.value, precision and precision.value)
     by = views(per_stage, per_block, per_type, per_layer, per_part, per_level, per_stride)
     profiles = profile_specs(specs, {}, choice, strict, device)
     comparison = compare(profiles, by=lined_up(profiles, by), unit=unit.value)
@@ -592,6 +619,9 @@ def profile_command(
     label: LabelOption = None,
     siunitx: SiunitxOption = False,
     strict: StrictOption = False,
+    mode: ModeOption = Mode.inference,
+    optimizer: OptimizerOption = None,
+    precision: PrecisionOption = None,
     plot: PlotOption = None,
 ) -> None:
     """Profile one model: totals and the grouped tables asked for.
@@ -621,11 +651,13 @@ def profile_command(
     warmup, repeats = 3 if warmup is None else warmup, 10 if repeats is None else repeats
     if warmup < 0 or repeats < 1:
         raise UserError(f"--warmup must be >= 0 and --repeats >= 1, got {warmup} and {repeats}")
+    if latency and mode.value == "train":
+        raise UserError("--latency times an inference forward; --mode train counts a training step: give one")
     if latency and device is Device.meta:
         raise UserError("--latency times a real forward: --device cpu or cuda, not meta")
     overrides = model_options(width, resolution, num_classes)
     count_on = None if latency and device is Device.cuda else device  # counts do not depend on the device
-    choice = InputChoice(inputs, input_shape, batch, resolution, seq_len, seed, max_memory)
+    choice = InputChoice(inputs, input_shape, batch, resolution, seq_len, seed, max_memory, mode.value, optimizer and optimizer.value, precision and precision.value)
     profiles = profile_specs([spec], overrides, choice, strict, count_on, checkpoint)
     latencies = None
     if latency:
@@ -677,6 +709,9 @@ def resnet_command(
     label: LabelOption = None,
     siunitx: SiunitxOption = False,
     strict: StrictOption = False,
+    mode: ModeOption = Mode.inference,
+    optimizer: OptimizerOption = None,
+    precision: PrecisionOption = None,
     plot: PlotOption = None,
 ) -> None:
     """Profile a ResNet of the seed's backbone family.
@@ -718,7 +753,8 @@ def resnet_command(
     changed = {k: v for k, v in options.items() if v != defaults[k] and not (k == "dcn_stages" and not v)}
     label = name + (":" + ",".join(f"{k}={_spec_value(v)}" for k, v in changed.items()) if changed else "")
     spec = ModelSpec(label, name, options)
-    choice = InputChoice(inputs, input_shape, batch, seed=seed, max_memory=max_memory)
+    choice = InputChoice(inputs, input_shape, batch, seed=seed, max_memory=max_memory, mode=mode.value,
+                         optimizer=optimizer and optimizer.value, precision=precision and precision.value)
     profiles = profile_specs([spec], {}, choice, strict, device)
     groupings = views(per_stage, per_block, per_type, per_layer or layer_depth is not None, per_stride=per_stride)
     from archprof.rendering.figures import group_figure
@@ -864,6 +900,9 @@ def detector_command(
     label: LabelOption = None,
     siunitx: SiunitxOption = False,
     strict: StrictOption = False,
+    mode: ModeOption = Mode.inference,
+    optimizer: OptimizerOption = None,
+    precision: PrecisionOption = None,
 ) -> None:
     """Profile a one-stage detector per part and pyramid level.
 
@@ -903,7 +942,8 @@ def detector_command(
     if twice:
         raise UserError(f"{twice[0]} is given both in {name!r} and as an option: give it once")
     label = spec.text + ("," if ":" in spec.text else ":") * bool(flags) + ",".join(f"{k}={_spec_value(v)}" for k, v in flags.items())
-    choice = InputChoice(inputs, input_shape, batch, seed=seed, max_memory=max_memory)
+    choice = InputChoice(inputs, input_shape, batch, seed=seed, max_memory=max_memory, mode=mode.value,
+                         optimizer=optimizer and optimizer.value, precision=precision and precision.value)
     profiles = profile_specs([ModelSpec(label, spec.name, {**spec.options, **flags})], {}, choice, strict, device)
     groupings = [by for by, on in (("part", per_part), ("level", per_level)) if on]
     if per_stage or per_block or per_type or per_layer or layer_depth is not None:

@@ -17,6 +17,7 @@ from typing import Any
 from archprof.analysis import published as pub
 from archprof.analysis.blocks import BlockShapes, compare_blocks
 from archprof.analysis.profile import Conditions, Profile, profile
+from archprof.analysis.training import FIRST_LAYER, RULE_OF_THUMB, backward_ratios, backward_reason
 from archprof.architectures import build_model
 from archprof.rendering.figures import FIGURE_FORMATS, FigureData, group_figure, write_figure
 from archprof.rendering.names import profile_names
@@ -53,12 +54,14 @@ class Profiles:
         self.advance = advance or (lambda _: None)
         self.used: list[Profile] = []  # the profiles asked for since the last reset: a table's conditions
 
-    def get(self, name: str, **options: Any) -> Profile:
-        key = (name, tuple(sorted(options.items())))
+    def get(self, name: str, step: dict[str, str] | None = None, **options: Any) -> Profile:
+        """The profile of ``name`` built with ``options``; ``step``: a training step's profile()
+        arguments (mode, optimizer, precision)."""
+        key = (name, tuple(sorted(options.items())), tuple(sorted((step or {}).items())))
         if key not in self.cache:
             self.advance(f"{name} {options}" if options else name)
             label = name + (":" + ",".join(f"{k}={v}" for k, v in options.items()) if options else "")
-            self.cache[key] = profile(build_model(name, device="meta", **options), name=label)
+            self.cache[key] = profile(build_model(name, device="meta", **options), name=label, **(step or {}))
         if self.cache[key] not in self.used:
             self.used.append(self.cache[key])
         return self.cache[key]
@@ -219,6 +222,54 @@ def seed_variants(ps: Profiles) -> Report:
     table.notes.append("The FPN neck itself is not built: FPN rows are the backbone that returns every stage's output. "
                        "GN rows train their norms (freeze_at 0), as the seed's GN configurations do.")
     return Report("resnet_seed_variants", table)
+
+
+# The training step of the report: SGD with momentum in fp32, as the ResNet paper and the seed train.
+TRAIN_STEP = dict(mode="train", optimizer="momentum", precision="fp32")
+TRAINING_MODELS = (
+    ("ResNet-50", "resnet50", {}), ("ResNet-101", "resnet101", {}), ("ResNet-152", "resnet152", {}),
+    ("MobileNetV1", "mobilenet_v1", {}), ("MobileNetV2", "mobilenet_v2", {}),
+    ("R-50-FPN backbone, freeze_at 2 (the seed's)", "resnet50", {**SEED_DEFAULTS, "stages": "FPN"}),
+    ("R-50-FPN backbone, freeze_at 0", "resnet50", {**SEED_DEFAULTS, "stages": "FPN", "freeze_at": 0}),
+)
+
+
+def training_report(ps: Profiles) -> tuple[Report, Report]:
+    """A training step's cost against the rule of thumb "backward = 2 x forward" (calflops,
+    DeepSpeed), per model and per layer type."""
+    table = Table(
+        "A training step (forward in training mode, a summed loss, backward; SGD with momentum, fp32), 224 x 224, "
+        "against the rule of thumb backward = 2 x forward",
+        [Column("model"), Column("forward FLOPs", "flops"), Column("backward FLOPs", "flops"), Column("backward / forward", "ratio"),
+         Column("2 x forward (the rule)", "flops"), Column("rule's error", "share"), Column("forward MACs", "macs"),
+         Column("backward MACs", "macs"), Column("saved for backward", "bytes"), Column("step memory", "bytes")],
+    )
+    for label, name, options in TRAINING_MODELS:
+        p = ps.get(name, step=TRAIN_STEP, **options)
+        t = p.totals
+        (ratio,) = backward_ratios([t], "flops")
+        table.rows.append([label, ratio.forward, ratio.backward, ratio.ratio, RULE_OF_THUMB * ratio.forward,
+                           ratio.rule_error / ratio.backward, t.forward_macs, t.backward_macs, t.saved_bytes, p.training.total])
+    table.notes += [
+        "rule's error: (2 x forward - backward) / backward, positive where the rule over-counts.",
+        "Step memory: weights, gradients and the optimizer's momentum (one copy of the trainable parameters), plus the "
+        "peak of activations and their gradients over the forward and backward.",
+    ]
+    types = Table(
+        "Where the rule is wrong: a training step's FLOPs per layer type (and the first layer), backward against forward",
+        [Column("model"), Column("layers"), Column("forward FLOPs", "flops"), Column("backward FLOPs", "flops"),
+         Column("backward / forward", "ratio"), Column("why")],
+    )
+    for label, name, options in (TRAINING_MODELS[0], TRAINING_MODELS[4], TRAINING_MODELS[5]):
+        p = ps.get(name, step=TRAIN_STEP, **options)
+        first = next(r for r in p.group("layer") if r.macs)  # the first layer that computes: its input is the image
+        rows = [(f"{FIRST_LAYER} ({first.name})", first), *((r.name, r) for r in p.group("type"))]
+        frozen = [r for r in p.group("stage") if r.params and not r.backward_flops]
+        rows += [(f"frozen stage {r.name}", r) for r in frozen]
+        for what, r in rows:
+            (ratio,) = backward_ratios([r], "flops")
+            types.rows.append([label, what, ratio.forward, ratio.backward, ratio.ratio, backward_reason(what, r, ratio)])
+    return Report("training", table), Report("training_by_type", types)
 
 
 BLOCK_SHAPES = (
@@ -393,10 +444,10 @@ def table_to_csv(table: Table, conditions: dict[str, str] | None = None) -> str:
 
 BUILDERS: tuple[Callable[[Profiles], Any], ...] = (
     v1_against_v2, v1_layer_types, v1_grid, v2_grid, resnet_table, seed_variants, blocks_report, memory_report,
-    detectors_report,
+    detectors_report, training_report,
 )
 PROFILE_COUNT = (1 + 2 + 16 + 30 + 5 + 3 + len(SEED_VARIANTS) + 2 * len(V2_RESOLUTIONS)
-                 + 2 + len(DETECTOR_BACKBONES) * len(DETECTOR_HEAD_CHANNELS) * len(DETECTOR_INPUTS))  # progress-bar total, roughly
+                 + 2 + len(TRAINING_MODELS) + len(DETECTOR_BACKBONES) * len(DETECTOR_HEAD_CHANNELS) * len(DETECTOR_INPUTS))  # progress-bar total, roughly
 
 
 def reports(ps: Profiles) -> Iterator[Report]:

@@ -79,6 +79,15 @@ TOTAL_LABELS = {
     "peak_activation_bytes": ("peak activation memory", "bytes"),
     "materialized_peak_bytes": ("largest materialized tensor (V2 paper, 16-bit)", "bytes"),
     "arithmetic_intensity": ("arithmetic intensity (FLOPs/B)", "float"),
+    "forward_macs": ("  forward MACs", "macs"),
+    "backward_macs": ("  backward MACs", "macs"),
+    "forward_flops": ("  forward FLOPs", "flops"),
+    "backward_flops": ("  backward FLOPs", "flops"),
+    "saved_bytes": ("saved for backward", "bytes"),
+    "weight_bytes": ("training memory: weights", "bytes"),
+    "gradient_bytes": ("training memory: gradients", "bytes"),
+    "optimizer_state_bytes": ("training memory: optimizer state", "bytes"),
+    "training_step_bytes": ("training memory: step total (+ peak activations)", "bytes"),
 }
 
 
@@ -118,29 +127,36 @@ def group_table(profiles: list[Profile], by: str, unit: str = "macs", depth: int
     title = GROUP_TITLES[by] + (f" (depth {depth})" if depth else "")
     keyed = {"key": GROUP_KEYS[by], "conditions": profiles_conditions(profiles)}
     named = [Column("stages")] if by == "stride" else []  # the names the regrouped stages had
+    trains = [p.mode == "train" for p in profiles]  # a training step: its backward share and saved bytes too
     if len(profiles) == 1:
         p = profiles[0]
+        step = [Column(f"backward {COUNT_UNITS[unit]}", unit), Column("saved", "bytes")] if trains[0] else []
         table = Table(title, [
-            Column(by), *named, Column("calls", "int"), Column(COUNT_UNITS[unit], unit), Column("share", "share"),
+            Column(by), *named, Column("calls", "int"), Column(COUNT_UNITS[unit], unit), Column("share", "share"), *step,
             Column("params", "params"), Column("params share", "share"), Column("activations", "activations"),
             Column("bytes moved", "bytes"),
         ], **keyed)
         for g in rows:
             r = g.rows[0]
             params_share = r.params / p.totals.params if p.totals.params else 0.0
-            table.rows.append([g.name, *[g.stages][:len(named)], r.calls, getattr(r, unit), g.shares[0], r.params, params_share,
+            table.rows.append([g.name, *[g.stages][:len(named)], r.calls, getattr(r, unit), g.shares[0],
+                               *[getattr(r, f"backward_{unit}"), r.saved_bytes][:len(step)], r.params, params_share,
                                r.activations, r.bytes_read + r.bytes_written])
         return table
     columns = [Column(by), *named]
     names = profile_names(profiles)
-    for p, name in zip(profiles, names, strict=True):
+    for p, name, trains_ in zip(profiles, names, trains, strict=True):
         columns += [Column(f"{p.model} {COUNT_UNITS[unit]}", unit, f"{name} {COUNT_UNITS[unit]}"),
                     Column(f"{p.model} share", "share", f"{name} share")]
+        if trains_:
+            columns.append(Column(f"{p.model} backward {COUNT_UNITS[unit]}", unit, f"{name} backward {COUNT_UNITS[unit]}"))
     table = Table(title, columns, **keyed)
     for g in rows:
         cells: list[Any] = [g.name, *[g.stages][:len(named)]]
-        for r, share in zip(g.rows, g.shares, strict=True):
+        for r, share, trains_ in zip(g.rows, g.shares, trains, strict=True):
             cells += [getattr(r, unit) if r is not None else None, share]
+            if trains_:
+                cells.append(getattr(r, f"backward_{unit}") if r is not None else None)
         table.rows.append(cells)
     return table
 

@@ -360,6 +360,8 @@ def to_html(tables: list[Table], raw: bool) -> str:
 
 TOTAL_KEYS = ("macs", "flops", "params", "activations", "peak_activation_bytes")
 ROW_KEYS = ("calls", "macs", "flops", "params", "activations", "bytes_read", "bytes_written")
+# A training step's split, in the JSON of a training profile and in every CSV (zero for inference).
+TRAINING_KEYS = ("backward_macs", "backward_flops", "saved_bytes")
 
 
 def latency_to_dict(report: Any) -> dict[str, Any]:
@@ -377,7 +379,8 @@ def models_to_json(profiles: list[Any], groupings: list[str], depth: int | None,
     with --latency each model also carries a ``latency`` object."""
     models = []
     for i, p in enumerate(profiles):
-        rows = [{"grouping": r.grouping, "name": r.name, **{k: getattr(r, k) for k in ROW_KEYS},
+        keys = ROW_KEYS + (TRAINING_KEYS if p.training is not None else ())
+        rows = [{"grouping": r.grouping, "name": r.name, **{k: getattr(r, k) for k in keys},
                  **({"stages": list(r.stages)} if r.grouping == "stride" else {})}  # the stages a stride row regroups
                 for by in groupings for r in p.group(by, depth if by == "layer" else None)]
         models.append({
@@ -385,17 +388,20 @@ def models_to_json(profiles: list[Any], groupings: list[str], depth: int | None,
             "config": p.config,
             "input_shape": list(p.input_shapes[0]) if len(p.input_shapes) == 1 else [list(s) for s in p.input_shapes],
             "inputs": [{"path": i.path, "shape": list(i.shape), "dtype": i.dtype} for i in p.inputs],
-            "totals": {k: getattr(p.totals, k) for k in TOTAL_KEYS},
+            "totals": {k: getattr(p.totals, k) for k in TOTAL_KEYS + (TRAINING_KEYS if p.training is not None else ())},
             "uncounted": p.uncounted,
             "rows": rows,
             "conditions": p.conditions.as_dict(),
         })
+        if p.training is not None:
+            models[-1]["training"] = {**asdict(p.training), "total": p.training.total}
         if latencies:
             models[-1]["latency"] = latency_to_dict(latencies[i])
     return json.dumps({"models": models}, indent=2) + "\n"
 
 
-CSV_COLUMNS = ("model", "grouping", "name", *ROW_KEYS)
+# memory_bytes: the bytes of a training step's "memory" rows (weights, gradients, ...), empty on the others.
+CSV_COLUMNS = ("model", "grouping", "name", *ROW_KEYS, *TRAINING_KEYS, "memory_bytes")
 # Last on every row, so that concatenated files stay unambiguous: what the row's numbers were counted at.
 CONDITION_COLUMNS = ("input", "dtype", "batch", "device", "mode", "convention", "version")
 
@@ -439,12 +445,14 @@ def models_to_csv(profiles: list[Any], groupings: list[str], depth: int | None, 
 
         t = p.totals
         writer.writerow([p.model, "total", "total", len(p.ops), t.macs, t.flops, t.params, t.activations,
-                         t.bytes_read, t.bytes_written, *extra("total", "total")])
+                         t.bytes_read, t.bytes_written, *(getattr(t, k) for k in TRAINING_KEYS), "", *extra("total", "total")])
         for by in groupings:
             for r in p.group(by, depth if by == "layer" else None):
-                writer.writerow([p.model, by, r.name, *(getattr(r, k) for k in ROW_KEYS), *extra(by, r.name)])
+                writer.writerow([p.model, by, r.name, *(getattr(r, k) for k in ROW_KEYS + TRAINING_KEYS), "", *extra(by, r.name)])
         for op, n in p.uncounted.items():
-            writer.writerow([p.model, "uncounted", op, n, 0, 0, 0, 0, 0, 0, *extra("uncounted", op)])
+            writer.writerow([p.model, "uncounted", op, n, *[0] * (len(ROW_KEYS) - 1 + len(TRAINING_KEYS)), "", *extra("uncounted", op)])
+        for what, nbytes in p.training.rows() if p.training is not None else ():
+            writer.writerow([p.model, "memory", what, *[""] * (len(ROW_KEYS) + len(TRAINING_KEYS)), nbytes, *extra("memory", what)])
     return buffer.getvalue()
 
 
