@@ -175,3 +175,58 @@ def test_bad_training_options_are_refused():
         _train(nn.Linear(2, 2), (1, 2), optimizer="lamb")
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16, amp"):
         _train(nn.Linear(2, 2), (1, 2), precision="int8")
+
+
+# --- on the command line -------------------------------------------------------------------------
+
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:
+    from archprof.cli import run
+
+    code = run(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_mode_train_on_the_command_line_carries_the_split_and_the_memory_in_json_and_csv(capsys):
+    import csv
+    import io
+    import json
+
+    code, out, _ = _cli(capsys, "profile", "resnet50", "--mode", "train", "--optimizer", "adam", "-f", "json")
+    assert code == 0
+    model = json.loads(out)["models"][0]
+    # forward 4,089,184,256 MACs (torchvision's 4.09 GFLOPS), backward 2x that less conv1's input gradient
+    assert model["totals"]["macs"] == 4_089_184_256 + 8_060_354_560
+    assert model["totals"]["backward_macs"] == 8_060_354_560
+    assert model["conditions"]["mode"] == "train (adam, fp32)"
+    params = 25_557_032  # torchvision's num_params for resnet50
+    assert model["training"]["optimizer_state"] == 2 * params * 4 and model["training"]["weights"] == params * 4
+    assert sum(r["backward_macs"] for r in model["rows"] if r["grouping"] == "stage") == 8_060_354_560
+
+    code, out, _ = _cli(capsys, "profile", "resnet50", "--mode", "train", "-f", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and rows[0]["backward_macs"] == "8060354560" and rows[0]["mode"] == "train (sgd, fp32)"
+    memory = {r["name"]: int(r["memory_bytes"]) for r in rows if r["grouping"] == "memory"}
+    assert memory["weights"] == memory["gradients"] == params * 4 and memory["optimizer state (sgd)"] == 0
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "latex"])
+def test_mode_train_tables_show_forward_backward_and_memory(capsys, fmt):
+    code, out, _ = _cli(capsys, "profile", "mobilenet_v2", "--mode", "train", "--per-stage", "-f", fmt)
+    assert code == 0
+    for label in ("forward MACs", "backward MACs", "saved for backward", "training memory: optimizer state", "train (sgd, fp32)"):
+        assert label in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("profile", "resnet18", "--optimizer", "adam"), "--optimizer is for a training step: add --mode train"),
+    (("resnet", "--precision", "bf16"), "--precision is for a training step: add --mode train"),
+    (("profile", "resnet18", "--mode", "train", "--latency"), "--latency times an inference forward"),
+    (("profile", "torch.nn:Flatten", "--input", "3x4:int64", "--mode", "train"), "mode train: the model's output has no floating tensor"),
+    (("profile", "torch.nn:Identity", "--input", "3x4", "--mode", "train"), "mode train: no output depends on a trainable parameter"),
+    (("profile", "resnet18", "--mode", "training"), "--mode"),
+])
+def test_bad_training_options_are_one_line_and_exit_2(capsys, argv, message):
+    code, out, err = _cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("archprof: error:") and message in err
