@@ -16,79 +16,79 @@ def meta(*shape, dtype=torch.float32):
     return torch.empty(shape, dtype=dtype, device="meta")
 
 
+# Whether the shortcut answers a case from its shapes, or declines it (torch's kernel decides).
+ANSWERS, DECLINES = True, False
+
+
 CASES = [
-    (aten.add.Tensor, (meta(2, 3), meta(3))),
-    (aten.add.Tensor, (meta(2, 3), meta(4))),  # not broadcastable
-    (aten.mul.Tensor, (meta(2, 3, dtype=torch.int64), 2.5)),  # promotes to float
-    (aten.sub.Tensor, (meta(2, 3, dtype=torch.bool), meta(2, 3, dtype=torch.bool))),  # torch rejects
-    (aten.mul.Tensor, (meta(2, 3), meta(2, 3, dtype=torch.float64))),
-    (aten.convolution.default, (meta(1, 4, 9, 9), meta(8, 4, 3, 3), None, [2, 2], [1, 1], [1, 1], False, [0, 0], 1)),
-    (aten.convolution.default, (meta(1, 4, 9, 9), meta(8, 2, 3, 3), meta(8), [1, 1], [0, 0], [2, 2], False, [0, 0], 2)),
-    (aten.convolution.default, (meta(1, 4, 5, 5), meta(4, 3, 3, 3), None, [2, 2], [1, 1], [1, 1], True, [1, 1], 1)),
-    (aten.convolution.default, (meta(1, 4, 9, 9), meta(8, 3, 3, 3), None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)),
-    (aten.convolution.default, (meta(1, 4, 9, 9), meta(8, 4, 3, 3), None, [0, 1], [0, 0], [1, 1], False, [0, 0], 1)),
-    (aten.convolution.default, (meta(1, 4, 2, 2), meta(8, 4, 3, 3), None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)),
-    (aten.mean.dim, (meta(2, 3, 4, 4), [-1, -2], True)),
-    (aten.mean.dim, (meta(2, 3, 4, 4), [7])),
-    (aten.mean.dim, (meta(2, 3, 4, 4), [-1, 3])),
-    (aten.mean.dim, (meta(2, 3, 4, 4, dtype=torch.float16), [1])),
-    (aten.addmm.default, (meta(7), meta(5, 3), meta(3, 7))),
-    (aten.addmm.default, (meta(3, 7), meta(5, 3), meta(3, 7))),
-    (aten.addmm.default, (meta(7, dtype=torch.float64), meta(5, 3), meta(3, 7))),
-    (aten.max_pool2d_with_indices.default, (meta(1, 3, 8, 8), [3, 3], [2, 2], [1, 1], [1, 1], False)),
-    (aten.max_pool2d_with_indices.default, (meta(1, 3, 8, 8), [3, 3], [2, 2], [-1, -1], [1, 1], False)),
-    (aten.max_pool2d_with_indices.default, (meta(1, 3, 8, 8), [0, 0], [2, 2], [0, 0], [1, 1], False)),
-    (aten.native_batch_norm.default, (meta(2, 8, 4, 4), meta(8), meta(8), meta(8), meta(8), False, 0.1, 1e-5)),
+    (aten.add.Tensor, (meta(2, 3), meta(3)), ANSWERS),
+    (aten.add.Tensor, (meta(2, 3), meta(4)), DECLINES),  # not broadcastable
+    (aten.mul.Tensor, (meta(2, 3, dtype=torch.int64), 2.5), DECLINES),  # promotes to float
+    (aten.sub.Tensor, (meta(2, 3, dtype=torch.bool), meta(2, 3, dtype=torch.bool)), DECLINES),  # torch rejects
+    (aten.mul.Tensor, (meta(2, 3), meta(2, 3, dtype=torch.float64)), DECLINES),  # mixed dtypes: torch promotes
+    (aten.convolution.default, (meta(1, 4, 9, 9), meta(8, 4, 3, 3), None, [2, 2], [1, 1], [1, 1], False, [0, 0], 1), ANSWERS),
+    (aten.convolution.default, (meta(1, 4, 9, 9), meta(8, 2, 3, 3), meta(8), [1, 1], [0, 0], [2, 2], False, [0, 0], 2), ANSWERS),
+    (aten.convolution.default, (meta(1, 4, 5, 5), meta(4, 3, 3, 3), None, [2, 2], [1, 1], [1, 1], True, [1, 1], 1), ANSWERS),
+    (aten.convolution.default, (meta(1, 4, 9, 9), meta(8, 3, 3, 3), None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1), DECLINES),
+    (aten.convolution.default, (meta(1, 4, 9, 9), meta(8, 4, 3, 3), None, [0, 1], [0, 0], [1, 1], False, [0, 0], 1), DECLINES),
+    (aten.convolution.default, (meta(1, 4, 2, 2), meta(8, 4, 3, 3), None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1), DECLINES),
+    (aten.mean.dim, (meta(2, 3, 4, 4), [-1, -2], True), ANSWERS),
+    (aten.mean.dim, (meta(2, 3, 4, 4), [7]), DECLINES),
+    (aten.mean.dim, (meta(2, 3, 4, 4), [-1, 3]), DECLINES),
+    (aten.mean.dim, (meta(2, 3, 4, 4, dtype=torch.float16), [1]), ANSWERS),
+    (aten.addmm.default, (meta(7), meta(5, 3), meta(3, 7)), ANSWERS),
+    (aten.addmm.default, (meta(3, 7), meta(5, 3), meta(3, 7)), DECLINES),
+    (aten.addmm.default, (meta(7, dtype=torch.float64), meta(5, 3), meta(3, 7)), DECLINES),  # mixed dtypes
+    (aten.max_pool2d_with_indices.default, (meta(1, 3, 8, 8), [3, 3], [2, 2], [1, 1], [1, 1], False), ANSWERS),
+    (aten.max_pool2d_with_indices.default, (meta(1, 3, 8, 8), [3, 3], [2, 2], [-1, -1], [1, 1], False), DECLINES),
+    (aten.max_pool2d_with_indices.default, (meta(1, 3, 8, 8), [0, 0], [2, 2], [0, 0], [1, 1], False), DECLINES),
+    (aten.native_batch_norm.default, (meta(2, 8, 4, 4), meta(8), meta(8), meta(8), meta(8), False, 0.1, 1e-5), ANSWERS),
     (aten.native_batch_norm.default, (meta(2, 8, 4, 4, dtype=torch.float64), meta(8, dtype=torch.float64),
                                       meta(8, dtype=torch.float64), meta(8, dtype=torch.float64), meta(8, dtype=torch.float64),
-                                      False, 0.1, 1e-5)),
-    (aten.native_batch_norm.default, (meta(2, 8, 4, 4), meta(4), meta(4), meta(4), meta(4), False, 0.1, 1e-5)),
-    (aten.relu_.default, (meta(2, 3),)),
-    (aten.add_.Tensor, (meta(2, 3, dtype=torch.int64), 1.5)),
-    (aten.add_.Tensor, (meta(2, 3), meta(3))),
+                                      False, 0.1, 1e-5), ANSWERS),
+    (aten.native_batch_norm.default, (meta(2, 8, 4, 4), meta(4), meta(4), meta(4), meta(4), False, 0.1, 1e-5), DECLINES),
+    (aten.relu_.default, (meta(2, 3),), ANSWERS),
+    (aten.add_.Tensor, (meta(2, 3, dtype=torch.int64), 1.5), DECLINES),  # a float into integers: torch rejects
+    (aten.add_.Tensor, (meta(2, 3), meta(3)), DECLINES),  # broadcast in place: the kernel checks it
     # Transformers: element-wise ops with numbers, softmax, causal masks, matmuls, layer norm.
-    (aten.pow.Tensor_Scalar, (meta(2, 3), 2)),
-    (aten.pow.Tensor_Scalar, (meta(2, 3, dtype=torch.int64), 0.5)),  # promotes to float: declined
-    (aten.mul.Scalar, (meta(2, 3, dtype=torch.bfloat16), 0.5)),
-    (aten.mul.Scalar, (meta(2, 3), True)),
-    (aten.neg.default, (meta(4, 5),)),
-    (aten.rsqrt.default, (meta(4, 5, dtype=torch.float16),)),
-    (aten.rsqrt.default, (meta(3, 4).t(),)),  # not contiguous: the kernel keeps its strides, declined
-    (aten.tanh.default, (meta(4, 5),)),
-    (aten.silu.default, (meta(4, 5),)),
-    (aten._softmax.default, (meta(2, 4, 8, 8), -1, False)),
-    (aten._softmax.default, (meta(2, 4, 8, 8, dtype=torch.float16), -1, True)),  # to float32: declined
-    (aten._softmax.default, (meta(2, 4, 8, 8), 4, False)),  # no such dim
-    (aten.tril.default, (meta(8, 8, dtype=torch.bool),)),
-    (aten.triu.default, (meta(2, 8, 8), 1)),
-    (aten.tril.default, (meta(8),)),  # one dimension: torch rejects
-    (aten.mm.default, (meta(5, 3), meta(3, 7))),
-    (aten.mm.default, (meta(5, 3), meta(4, 7))),
-    (aten.mm.default, (meta(5, 3, dtype=torch.float16), meta(3, 7))),
-    (aten.native_layer_norm.default, (meta(2, 16, 64), [64], meta(64), meta(64), 1e-5)),
-    (aten.native_layer_norm.default, (meta(2, 16, 8, 8), [8, 8], None, None, 1e-5)),
-    (aten.native_layer_norm.default, (meta(2, 16, 64), [32], meta(32), meta(32), 1e-5)),  # shape mismatch
-    (aten.native_layer_norm.default, (meta(2, 16, 64, dtype=torch.bfloat16), [64], None, None, 1e-5)),
-    *([(aten._safe_softmax.default, (meta(1, 12, 16, 16), -1))] if hasattr(aten, "_safe_softmax") else []),
+    (aten.pow.Tensor_Scalar, (meta(2, 3), 2), ANSWERS),
+    (aten.pow.Tensor_Scalar, (meta(2, 3, dtype=torch.int64), 0.5), DECLINES),  # promotes to float: declined
+    (aten.mul.Scalar, (meta(2, 3, dtype=torch.bfloat16), 0.5), ANSWERS),
+    (aten.mul.Scalar, (meta(2, 3), True), DECLINES),  # a bool scalar: left to torch
+    (aten.neg.default, (meta(4, 5),), ANSWERS),
+    (aten.rsqrt.default, (meta(4, 5, dtype=torch.float16),), ANSWERS),
+    (aten.rsqrt.default, (meta(3, 4).t(),), ANSWERS),  # not contiguous: answered with the kernel's strides
+    (aten.tanh.default, (meta(4, 5),), ANSWERS),
+    (aten.silu.default, (meta(4, 5),), ANSWERS),
+    (aten._softmax.default, (meta(2, 4, 8, 8), -1, False), ANSWERS),
+    (aten._softmax.default, (meta(2, 4, 8, 8, dtype=torch.float16), -1, True), DECLINES),  # to float32: declined
+    (aten._softmax.default, (meta(2, 4, 8, 8), 4, False), DECLINES),  # no such dim
+    (aten.tril.default, (meta(8, 8, dtype=torch.bool),), ANSWERS),
+    (aten.triu.default, (meta(2, 8, 8), 1), ANSWERS),
+    (aten.tril.default, (meta(8),), DECLINES),  # one dimension: torch rejects
+    (aten.mm.default, (meta(5, 3), meta(3, 7)), ANSWERS),
+    (aten.mm.default, (meta(5, 3), meta(4, 7)), DECLINES),
+    (aten.mm.default, (meta(5, 3, dtype=torch.float16), meta(3, 7)), DECLINES),  # mixed dtypes
+    (aten.native_layer_norm.default, (meta(2, 16, 64), [64], meta(64), meta(64), 1e-5), ANSWERS),
+    (aten.native_layer_norm.default, (meta(2, 16, 8, 8), [8, 8], None, None, 1e-5), ANSWERS),
+    (aten.native_layer_norm.default, (meta(2, 16, 64), [32], meta(32), meta(32), 1e-5), DECLINES),  # shape mismatch
+    (aten.native_layer_norm.default, (meta(2, 16, 64, dtype=torch.bfloat16), [64], None, None, 1e-5), DECLINES),  # float32 and float64 only
+    *([(aten._safe_softmax.default, (meta(1, 12, 16, 16), -1), ANSWERS)] if hasattr(aten, "_safe_softmax") else []),
 ]
 
 
-def shapes(out):
-    items = out if isinstance(out, tuple) else (out,)
-    return [(tuple(t.shape), t.dtype) for t in items]
-
-
-@pytest.mark.parametrize(("op", "args"), CASES, ids=[f"{op}-{i}" for i, (op, _) in enumerate(CASES)])
-def test_shortcut_agrees_with_torchs_meta_kernel_or_declines(op, args):
+@pytest.mark.parametrize(("op", "args", "answers"), CASES, ids=[f"{op}-{i}" for i, (op, *_) in enumerate(CASES)])
+def test_shortcut_answers_its_cases_as_torchs_meta_kernel_and_declines_the_rest(op, args, answers):
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
     fast = fast_meta_output(op, args, {}, tensors)
+    assert (fast is not None) == answers
     try:
         real = op(*args)
     except Exception:
-        assert fast is None  # what torch rejects, the shortcut must not accept
+        assert not answers  # what torch rejects, the shortcut must not accept
         return
-    if fast is not None:
-        assert shapes(fast) == shapes(real)
+    if answers:
+        assert layout(fast) == layout(real)
 
 
 ANSWERED = [
@@ -196,3 +196,37 @@ def test_broadcast_is_torchs(a, b):
     except RuntimeError:
         expected = None
     assert _broadcast(a, b) == expected
+
+
+def _layouts():
+    """Operands laid out every way a model lays them out: contiguous, transposed, permuted, sliced,
+    expanded, channels last, with size-1 dims, broadcast against each other."""
+    base = meta(2, 3, 4, 5)
+    yield base, meta(5)
+    yield base.transpose(1, 2), base.transpose(1, 2)
+    yield base.transpose(1, 2), meta(2, 4, 1, 5)
+    yield meta(2, 4, 3, 5).transpose(1, 2), meta(1, 1, 4, 5)
+    yield base.permute(0, 2, 3, 1), base.permute(0, 2, 3, 1).contiguous()
+    yield base[..., 2:], base[..., :3]
+    yield base.contiguous(memory_format=torch.channels_last), meta(1, 3, 1, 1)
+    yield base.contiguous(memory_format=torch.channels_last), base
+    yield meta(2, 1, 4, 5).contiguous(memory_format=torch.channels_last), meta(2, 1, 4, 5)
+    yield meta(1, 8, 16, 4).transpose(1, 2), meta(1, 16, 8, 4)
+    yield meta(4, 1).expand(4, 6), meta(6, 4).t()
+    yield meta(3, 4).t(), meta(4, 1)
+    yield meta(5, 6)[::2], meta(3, 6)
+    yield meta(6, 6).t()[1:], meta(5, 1)
+    yield meta(2, 3, 4).permute(2, 0, 1), meta(4, 1, 3)
+
+
+@pytest.mark.parametrize("operands", list(_layouts()), ids=lambda o: "x".join(map(str, o[0].stride())) if isinstance(o, tuple) else "")
+def test_elementwise_outputs_have_the_kernels_strides_on_any_layout(operands):
+    # rotary embeddings and attention scale transposed and sliced tensors: the shape rule must give
+    # the strides torch's meta kernel gives, or decline
+    a, b = operands
+    for op, args in [(aten.add.Tensor, (a, b)), (aten.mul.Tensor, (b, a)), (aten.neg.default, (a,)),
+                     (aten.mul.Scalar, (a, 0.5)), (aten.mul.Tensor, (a, 2.0)), (aten.rsqrt.default, (b,))]:
+        fast = fast_meta_output(op, args, {}, [t for t in args if isinstance(t, torch.Tensor)])
+        real = op(*args)
+        if fast is not None:
+            assert (tuple(fast.shape), fast.stride(), fast.dtype) == (tuple(real.shape), real.stride(), real.dtype), op

@@ -10,6 +10,7 @@ shapes: :class:`MetaOutputs` answers the repeats (a model repeats its layers) fr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -43,18 +44,83 @@ def _batch_norm(args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor, 
 
 
 def _binary(args: tuple, kwargs: dict) -> torch.Tensor | None:
-    # Contiguous operands only: the kernel lays its output out as its operands are.
     a, b = args[0], args[1]
-    if kwargs or len(args) > 2 or not a.is_floating_point() or not a.is_contiguous():
+    if kwargs or len(args) > 2 or not a.is_floating_point():
         return None
     if not isinstance(b, torch.Tensor):
-        return _empty(a.shape, a.dtype) if isinstance(b, (int, float)) and not isinstance(b, bool) else None
-    if not _floats(a, b) or not b.is_contiguous():
+        return _scalar_operands(args, kwargs) if isinstance(b, (int, float)) and not isinstance(b, bool) else None
+    if not _floats(a, b):
         return None
-    if a.shape == b.shape:
+    if a.is_contiguous() and b.is_contiguous() and a.shape == b.shape:
         return _empty(a.shape, a.dtype)
     shape = _broadcast(a.shape, b.shape)
-    return None if shape is None else _empty(shape, a.dtype)  # None: not broadcastable, torch's kernel raises
+    if shape is None:
+        return None  # not broadcastable: torch's kernel raises
+    strides = _elementwise_strides(shape, [_expanded_strides(t, shape) for t in (a, b)])
+    return None if strides is None else torch.empty_strided(shape, strides, dtype=a.dtype, device=_META)
+
+
+def _expanded_strides(t: torch.Tensor, shape: list[int]) -> list[int]:
+    """``t.expand(shape).stride()``: 0 along the dims it is broadcast over."""
+    offset = len(shape) - t.dim()
+    return [0] * offset + [0 if n == 1 and shape[offset + i] != 1 else s for i, (n, s) in enumerate(zip(t.shape, t.stride(), strict=True))]
+
+
+def _contiguous_in(shape: Sequence[int], strides: Sequence[int], order: Sequence[int]) -> bool:
+    expected = 1
+    for d in order:
+        if shape[d] != 1:
+            if strides[d] != expected:
+                return False
+            expected *= shape[d]
+    return True
+
+
+def _elementwise_strides(shape: list[int], operands: list[list[int]]) -> list[int] | None:
+    """The output strides of an element-wise op on operands of ``shape`` (their strides broadcast to
+    it), as torch lays them out (torch._prims_common.compute_elementwise_output_strides, which is
+    TensorIterator's rule): contiguous in the order of the operands' strides. None for the corner
+    cases (no or one dimension, an empty or one-element tensor), which the kernel decides."""
+    ndim = len(shape)
+    if ndim < 2 or any(n < 1 for n in shape) or math.prod(shape) < 2:
+        return None
+    backwards = list(range(ndim - 1, -1, -1))
+    contiguous = all(_contiguous_in(shape, s, backwards) for s in operands)
+    channels_last = ndim == 4 and all(_contiguous_in(shape, s, (1, 3, 2, 0)) for s in operands)
+    if contiguous and not channels_last:
+        perm = list(range(ndim))
+    elif channels_last and not contiguous:
+        perm = [0, 2, 3, 1]
+    else:
+        def should_swap(a: int, b: int) -> int:
+            for strides in operands:
+                sa, sb = strides[a], strides[b]
+                if sa == 0 or sb == 0:
+                    continue
+                if sa == sb:
+                    if shape[b] >= shape[a]:
+                        continue
+                    return 1
+                return -1 if sb >= sa else 1
+            return 0
+
+        order = backwards[:]  # innermost first, sorted by insertion with ambiguous comparisons
+        for i in range(1, ndim):
+            dim1 = i
+            for dim0 in range(i - 1, -1, -1):
+                comparison = should_swap(order[dim0], order[dim1])
+                if comparison > 0:
+                    order[dim0], order[dim1] = order[dim1], order[dim0]
+                    dim1 = dim0
+                elif comparison < 0:
+                    break
+        perm = order[::-1]
+    strides = [0] * ndim
+    step = 1
+    for d in reversed(perm):
+        strides[d] = step
+        step *= max(shape[d], 1)
+    return strides
 
 
 def _broadcast(a: Sequence[int], b: Sequence[int]) -> list[int] | None:
@@ -147,14 +213,26 @@ def _max_pool2d(args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor] 
 
 
 def _scalar_operands(args: tuple, kwargs: dict) -> torch.Tensor | None:
-    """An element-wise op on one contiguous float tensor and numbers (``-x``, ``rsqrt``, ``x ** 2``,
-    ``x * 0.5``): the input's shape, dtype and (being contiguous) strides."""
+    """An element-wise op on one float tensor and numbers (``-x``, ``rsqrt``, ``x ** 2``, ``x * 0.5``):
+    the input's shape and dtype, its strides where it is dense (as the kernel keeps them)."""
     x = args[0]
-    if kwargs or not x.is_floating_point() or not x.is_contiguous():
+    if kwargs or not x.is_floating_point():
         return None
     if any(isinstance(a, bool) or not isinstance(a, (int, float)) for a in args[1:]):
         return None
-    return _empty(x.shape, x.dtype)
+    if x.is_contiguous():
+        return _empty(x.shape, x.dtype)
+    if x.dim() < 2:
+        return None
+    # Dense: the input's own strides; else (a slice) dense strides in the order of the input's, as
+    # the kernel's empty_like infers them (and _elementwise_strides orders one operand).
+    strides = x.stride() if _dense(x.shape, x.stride()) else _elementwise_strides(list(x.shape), [list(x.stride())])
+    return None if strides is None else torch.empty_strided(x.shape, strides, dtype=x.dtype, device=_META)
+
+
+def _dense(shape: Sequence[int], strides: Sequence[int]) -> bool:
+    """Non-overlapping and dense: contiguous in the order of its strides (size-1 dims aside)."""
+    return _contiguous_in(shape, strides, sorted(range(len(shape)), key=lambda d: strides[d]))
 
 
 def _softmax(args: tuple, kwargs: dict) -> torch.Tensor | None:
