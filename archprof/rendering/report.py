@@ -259,6 +259,7 @@ def training_report(ps: Profiles) -> tuple[Report, Report]:
         "Where the rule is wrong: a training step's FLOPs per layer type (and the first layer), backward against forward",
         [Column("model"), Column("layers"), Column("forward FLOPs", "flops"), Column("backward FLOPs", "flops"),
          Column("backward / forward", "ratio"), Column("why")],
+        scale="M",  # layer types from the first layer's 0.2 G down to the loss's thousand FLOPs
     )
     for label, name, options in (TRAINING_MODELS[0], TRAINING_MODELS[4], TRAINING_MODELS[5]):
         p = ps.get(name, step=TRAIN_STEP, **options)
