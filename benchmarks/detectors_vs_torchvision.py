@@ -107,7 +107,7 @@ def main() -> int:
         theirs_macs, theirs_params, shapes = torchvision_counts(theirs, args.size)
         model = archprof.build_model(name, preset="torchvision", device="meta")
         p = archprof.profile(model, (1, 3, args.size, args.size))
-        ours_macs = sum(op.macs for op in p.ops if op.category.startswith(("conv", "matmul")))
+        ours_macs = sum(op.macs for op in p.ops if op.layer_type.startswith(("conv", "matmul")))
         levels = [r for r in p.group("level") if r.name.startswith("P")]
         same = ours_macs == theirs_macs and p.totals.params == theirs_params
         failed |= not same

@@ -117,7 +117,7 @@ def test_mode_is_a_field_of_the_profile_that_the_writers_read(capsys):
     assert {r["mode"] for r in csv.DictReader(io.StringIO(models_to_csv([p], ["stage"], None)))} == {"inference"}
     with pytest.raises(ValueError, match="mode must be one of"):
         archprof.Profile(**{**{f: getattr(p, f) for f in ("model", "config", "input_shapes", "dtype", "device", "ops",
-                                                           "op_types", "modules", "peak_activation_bytes",
+                                                           "layer_types", "modules", "peak_activation_bytes",
                                                            "materialized_tensors")}, "mode": "sleeping"})
 
 

@@ -348,7 +348,7 @@ def test_recurrent_layers_count_every_weight_once_per_row_on_every_device(
     # activations on every device, as are the zero initial states the module creates.
     states = layers * dirs * batch * (out + (hidden if kind == "LSTM" else 0))
     assert meta.totals.activations == cpu.totals.activations == rows * dirs * out + 2 * states
-    assert [op.op for op in cpu.ops if op.category == "recurrent"] == [f"aten.{'rnn_tanh' if kind == 'RNN' else kind.lower()}"]
+    assert [op.op for op in cpu.ops if op.layer_type == "recurrent"] == [f"aten.{'rnn_tanh' if kind == 'RNN' else kind.lower()}"]
 
 
 class OneHot(nn.Module):

@@ -33,7 +33,7 @@ def detector(name: str, **options) -> archprof.Profile:
 
 
 def conv_macs(p: archprof.Profile) -> int:
-    return sum(op.macs for op in p.ops if op.category.startswith(("conv", "matmul")))
+    return sum(op.macs for op in p.ops if op.layer_type.startswith(("conv", "matmul")))
 
 
 def level_sizes(height: int, width: int) -> dict[str, tuple[int, int]]:

@@ -45,7 +45,7 @@ E = 32 * 56 * 56  # 100,352 elements touched by each of BN, ReLU6, add, F.relu, 
 @pytest.mark.parametrize("device", ["meta", "cpu"])
 def test_tiny_net_op_by_op(device):
     p = archprof.profile(Tiny(), (1, 32, 56, 56), device=device)
-    costed = [(op.op, op.module, t, op.macs, op.flops) for op, t in zip(p.ops, p.op_types, strict=True) if op.flops]
+    costed = [(op.op, op.module, t, op.macs, op.flops) for op, t in zip(p.ops, p.layer_types, strict=True) if op.flops]
     assert costed == [
         ("aten.convolution", "dw", "depthwise 3x3", 903_168, 2 * 903_168),
         ("aten.native_batch_norm", "bn1", "normalization", 0, 2 * E),  # inference BN: one mul, one add

@@ -33,10 +33,18 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
+from torch.utils.flop_counter import flop_registry as _torch_flop_registry
 
 from archprof.analysis.profile import ROOT, Conditions, Profile, ProfileError, profile
 from archprof.tracing.inputs import Inputs, InputSpec, as_inputs, materialize, vocabulary_size
-from archprof.tracing.rules import FUSED_ATTENTION_OPS
+from archprof.tracing.rules import (
+    FUSED_ATTENTION_OPS,
+    batch_norm_cost,
+    conv_cost,
+    group_layer_norm_cost,
+    inference_batch_norm_cost,
+    ops_costed_by,
+)
 from archprof.tracing.state import ModuleSnapshot
 from archprof.tracing.tracer import OpEvent, Tracer, running_tracer
 
@@ -48,19 +56,19 @@ def _op_name(packet: Any) -> str:
     return packet._qualified_op_name.replace("::", ".")
 
 
-MATMUL_OPS = {"aten.mm", "aten.bmm", "aten.addmm", "aten.baddbmm", "aten.mv", "aten.dot"}
-CONV_OPS = {"aten.convolution", "aten._convolution"}
-BN_OPS = {"aten.native_batch_norm", "aten._native_batch_norm_legit_no_training", "aten._native_batch_norm_legit",
-          "aten.cudnn_batch_norm", "aten._batch_norm_no_update", "aten._batch_norm_with_update"}
-NORM_OPS = {"aten.native_group_norm", "aten.native_layer_norm"}
+# The ops archprof's rules cost as a convolution, a batch norm, a group or layer norm: named by the
+# rule registry, so an op given to a rule is known here too.
+CONV_OPS = {_op_name(op) for op in ops_costed_by(conv_cost)}
+BN_OPS = {_op_name(op) for op in ops_costed_by(batch_norm_cost, inference_batch_norm_cost)}
+NORM_OPS = {_op_name(op) for op in ops_costed_by(group_layer_norm_cost)}
 FUSED_ATTENTION = {_op_name(op) for op in FUSED_ATTENTION_OPS}
 CPU_ATTENTION = "aten._scaled_dot_product_flash_attention_for_cpu"
-# torch/utils/flop_counter.py registers formulas for these (and for backward ops a forward never runs).
-FLOP_COUNTER_MATMUL = {"aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm"}
-FLOP_COUNTER_ATTENTION = {"aten._scaled_dot_product_efficient_attention", "aten._scaled_dot_product_flash_attention",
-                          "aten._scaled_dot_product_cudnn_attention"}
-# fvcore/nn/flop_count.py _DEFAULT_SUPPORTED_OPS: aten::addmm, bmm, mm, matmul and linear, none for baddbmm.
-FVCORE_MATMUL = MATMUL_OPS - {"aten.baddbmm"}
+# The ops torch/utils/flop_counter.py has a formula for, from its own registry (backward ops and
+# kernels a dispatch mode never sees on CPU included); conv, matmul and GPU attention.
+FLOP_COUNTER_FORMULAS = {_op_name(op) for op in _torch_flop_registry if isinstance(op, torch._ops.OpOverloadPacket)}
+# fvcore/nn/flop_count.py _DEFAULT_SUPPORTED_OPS: aten::addmm, bmm, mm, matmul and linear, none for
+# baddbmm; its jit trace keeps torch.matmul whole, which the dispatcher runs as mm, bmm, mv or dot.
+FVCORE_MATMUL = {"aten.mm", "aten.bmm", "aten.addmm", "aten.mv", "aten.dot"}
 NOT_COUNTED = {
     "activation": "activation not counted",
     "elementwise": "element-wise op (residual add, scaling) not counted",
@@ -85,8 +93,8 @@ class Charge:
     layer: str | None = None
 
 
-def not_counted(op_type: str, what: str = "") -> Charge:
-    return Charge(0.0, what or NOT_COUNTED.get(op_type, f"{op_type} not counted"))
+def not_counted(layer_type: str, what: str = "") -> Charge:
+    return Charge(0.0, what or NOT_COUNTED.get(layer_type, f"{layer_type} not counted"))
 
 
 def has_affine(chain: list[nn.Module]) -> bool:
@@ -146,7 +154,7 @@ class Forward:
     """archprof's trace of the CPU forward the peers ran, with the module and function calls around its ops."""
 
     ops: list[OpEvent]
-    op_types: list[str]
+    layer_types: list[str]
     chain: Callable[[str], list[nn.Module]]
     module_calls: list[ModuleCall]
     function_calls: list[FunctionCall]
@@ -435,9 +443,9 @@ def thop_charges(forward: Forward) -> list[tuple[list[int], Charge]]:
     for i in rest:
         op = forward.ops[i]
         if op.macs:
-            groups.append(([i], not_counted(forward.op_types[i], "functional op invisible to module hooks")))
+            groups.append(([i], not_counted(forward.layer_types[i], "functional op invisible to module hooks")))
         else:
-            groups.append(([i], not_counted(forward.op_types[i])))
+            groups.append(([i], not_counted(forward.layer_types[i])))
     return groups
 
 
@@ -446,14 +454,14 @@ def thop_charges(forward: Forward) -> list[tuple[list[int], Charge]]:
 SDPA_NO_FVCORE_HANDLE = "scaled dot-product attention: no fvcore handle"
 
 
-def fvcore_rule(op: OpEvent, chain: list[nn.Module], op_type: str) -> Charge:
+def fvcore_rule(op: OpEvent, chain: list[nn.Module], layer_type: str) -> Charge:
     """fvcore's default handles (fvcore/nn/flop_count.py), counting 'flops' that are MACs."""
     if op.op in CONV_OPS:
         return Charge(op.macs, "conv: multiply-adds, no bias")
     if op.op in FVCORE_MATMUL:
         return Charge(op.macs, "matmul / linear: multiply-adds, no bias")
     if op.op == "aten.baddbmm":
-        return not_counted(op_type, "batched matmul plus input (aten::baddbmm): no fvcore handle")
+        return not_counted(layer_type, "batched matmul plus input (aten::baddbmm): no fvcore handle")
     if op.op in BN_OPS:
         return Charge(op.activations * (2 if has_affine(chain) else 1), "BN at 2 per element (1 without affine)")
     if op.op in NORM_OPS:
@@ -467,8 +475,8 @@ def fvcore_rule(op: OpEvent, chain: list[nn.Module], op_type: str) -> Charge:
     if op.op == "aten.grid_sampler_2d":
         return Charge(4 * op.activations, "grid sampling at 4 per output element")
     if op.op in FUSED_ATTENTION:
-        return not_counted(op_type, SDPA_NO_FVCORE_HANDLE)
-    return not_counted(op_type)
+        return not_counted(layer_type, SDPA_NO_FVCORE_HANDLE)
+    return not_counted(layer_type)
 
 
 def fvcore_charges(forward: Forward) -> list[tuple[list[int], Charge]]:
@@ -483,26 +491,26 @@ def fvcore_charges(forward: Forward) -> list[tuple[list[int], Charge]]:
             groups.append((indices, Charge(0.0, SDPA_NO_FVCORE_HANDLE)))
     for i, op in enumerate(forward.ops):
         if i not in covered:
-            groups.append(([i], fvcore_rule(op, forward.chain(op.module), forward.op_types[i])))
+            groups.append(([i], fvcore_rule(op, forward.chain(op.module), forward.layer_types[i])))
     return groups
 
 
-def flop_counter_rule(op: OpEvent, chain: list[nn.Module], op_type: str) -> Charge:
+def flop_counter_rule(op: OpEvent, chain: list[nn.Module], layer_type: str) -> Charge:
     """torch.utils.flop_counter: 2 FLOPs per MAC of conv, matmul and GPU attention; nothing else."""
-    if op.op in CONV_OPS or op.op in FLOP_COUNTER_MATMUL:
+    if op.op in FLOP_COUNTER_FORMULAS and op.op not in FUSED_ATTENTION:
         return Charge(2 * op.macs, "FLOPs = 2 x MACs of conv / matmul, no bias")
-    if op.op in FLOP_COUNTER_ATTENTION:
+    if op.op in FLOP_COUNTER_FORMULAS:
         return Charge(2 * op.macs, "FLOPs = 2 x MACs of attention, no softmax")
     if op.op == CPU_ATTENTION:
-        return not_counted(op_type, f"CPU fused attention kernel counted 0: no formula for {CPU_ATTENTION} (pytorch #195460)")
+        return not_counted(layer_type, f"CPU fused attention kernel counted 0: no formula for {CPU_ATTENTION} (pytorch #195460)")
     if op.op in FUSED_ATTENTION:
-        return not_counted(op_type, f"fused attention kernel counted 0: no formula for {op.op}")
-    return not_counted(op_type)
+        return not_counted(layer_type, f"fused attention kernel counted 0: no formula for {op.op}")
+    return not_counted(layer_type)
 
 
 def flop_counter_charges(forward: Forward) -> list[tuple[list[int], Charge]]:
     """A dispatch mode like archprof's: it sees the same ops, one charge each."""
-    return [([i], flop_counter_rule(op, forward.chain(op.module), forward.op_types[i])) for i, op in enumerate(forward.ops)]
+    return [([i], flop_counter_rule(op, forward.chain(op.module), forward.layer_types[i])) for i, op in enumerate(forward.ops)]
 
 
 # --- the peers' own runs ------------------------------------------------------------------------
@@ -868,7 +876,7 @@ def crosscheck(
         model.eval()
         with _Observer(model).watching() as observer:
             ours: Profile = profile(model, inputs=x, device="cpu", name=name)
-        forward = Forward(ours.ops, ours.op_types, _chains(model), observer.module_calls, observer.function_calls,
+        forward = Forward(ours.ops, ours.layer_types, _chains(model), observer.module_calls, observer.function_calls,
                           ours.uncounted)
         meta: dict[str, int] | None = None
         meta_error = None

@@ -200,7 +200,7 @@ class Profile:
     dtype: str
     device: str
     ops: list[OpEvent]
-    op_types: list[str]  # the layer type of each op, parallel to ``ops``
+    layer_types: list[str]  # the layer type of each op, parallel to ``ops``
     modules: dict[str, ModuleInfo]
     peak_activation_bytes: int
     materialized_tensors: list[tuple[str, tuple[int, ...]]]
@@ -271,8 +271,8 @@ class Profile:
         def bucket(name: str) -> dict[str, int]:
             return sums.setdefault(name, dict.fromkeys(SUMMED, 0))
 
-        for op, op_type in zip(self.ops, self.op_types, strict=True):
-            row = bucket(op_type if by == "type" else keys[op.module])
+        for op, layer_type in zip(self.ops, self.layer_types, strict=True):
+            row = bucket(layer_type if by == "type" else keys[op.module])
             row["calls"] += 1
             row["macs"] += op.macs
             row["flops"] += op.flops
@@ -553,12 +553,12 @@ def _module_infos(
     return infos
 
 
-def _op_types(ops: list[OpEvent], by_path: dict[str, nn.Module], declared: dict[str, dict[str, Any]]) -> list[str]:
+def _layer_types(ops: list[OpEvent], by_path: dict[str, nn.Module], declared: dict[str, dict[str, Any]]) -> list[str]:
     """An op's layer type: a type declared by its module or an ancestor (a deformable conv's
     offset conv is part of the deformable conv), else its leaf layer's class (the mean inside an
     AdaptiveAvgPool2d is pooling), else what the op itself is (``a + b`` is element-wise)."""
     cache = {path: declared[path]["archprof_layer_type"] or module_layer_type(by_path[path]) for path in {op.module for op in ops}}
-    return [cache[op.module] or op.category for op in ops]
+    return [cache[op.module] or op.layer_type for op in ops]
 
 
 def _resolve_inputs(model: nn.Module, input_shape: Sequence[int] | None, given: Inputs | None) -> Inputs:
@@ -896,7 +896,7 @@ def profile(
         dtype=str(_dtype(model)).replace("torch.", ""),
         device=run.device,
         ops=trace.events,
-        op_types=_op_types(trace.events, by_path, declarations),
+        layer_types=_layer_types(trace.events, by_path, declarations),
         modules=_module_infos(model, by_path, declarations, run.step.saved_bytes if run.step else {}),
         peak_activation_bytes=peak_live_bytes(trace, exclude=run.step.weight_grads if run.step else frozenset()),
         materialized_tensors=materialized,

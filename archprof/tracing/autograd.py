@@ -86,7 +86,7 @@ class TrainingStep:
         start = len(events)
         loss = scalar_loss(out)
         # The loss is the step's, not a layer's: its ops are charged to the model as type "loss".
-        events[start:] = [replace(e, category="loss") for e in events[start:]]
+        events[start:] = [replace(e, layer_type="loss") for e in events[start:]]
         self.claim(loss)
         self.tracer.phase = "backward"
         for node, path in self.owners.items():

@@ -1,8 +1,11 @@
 """Cost rules: one registered function per aten operator, a pure function of shapes.
 
-A rule takes the operator's arguments and output as the dispatcher passed them (on the meta device
-these carry shapes and dtypes only) and returns a :class:`Cost`, or ``None`` when this call cannot
-be costed (the op is then reported as uncounted, never as a silent zero).
+A rule takes one :class:`Call`: the operator's arguments by their schema names, defaults filled in
+(as ``torch.utils.flop_counter``'s ``shape_wrapper`` hands its formulas named shapes), and its
+output (on the meta device these carry shapes and dtypes only). It returns a :class:`Cost`, or
+``None`` when this call cannot be costed (the op is then reported as uncounted, never as a silent
+zero). Reading ``args[8]`` by position breaks silently when a schema changes; ``call["groups"]``
+does not.
 
 Conventions (the README's table states them for users):
 
@@ -14,9 +17,11 @@ Conventions (the README's table states them for users):
 
 from __future__ import annotations
 
+import inspect
 import math
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -31,16 +36,92 @@ class Cost(NamedTuple):
     flops: int = 0
 
 
-# A rule's arguments: (args, kwargs, out) exactly as __torch_dispatch__ saw them.
-CostFunction = Callable[[tuple, dict, Any], "Cost | None"]
+_NO_DEFAULT = object()
+# Per overload, its schema's arguments: (name, position or -1 when keyword-only, default).
+_PLANS: dict[Any, tuple[tuple[str, int, Any], ...]] = {}
+
+
+def _plan(overload: torch._ops.OpOverload) -> tuple[tuple[str, int, Any], ...]:
+    plan = _PLANS.get(overload)
+    if plan is None:
+        plan = tuple(
+            (a.name, -1 if a.kwarg_only else i, a.default_value if a.has_default_value() else _NO_DEFAULT)
+            for i, a in enumerate(overload._schema.arguments)
+        )
+        _PLANS[overload] = plan
+    return plan
+
+
+def bind(overload: torch._ops.OpOverload, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """A call's arguments by their schema names, defaults filled in (reading ``args[8]`` by
+    position breaks silently when a schema changes). The schema is read once per overload."""
+    named: dict[str, Any] = {}
+    given = len(args)
+    for name, position, default in _plan(overload):
+        if 0 <= position < given:
+            named[name] = args[position]
+        elif name in kwargs:
+            named[name] = kwargs[name]
+        elif default is not _NO_DEFAULT:
+            named[name] = default
+    return named
+
+
+class Call(Mapping[str, Any]):
+    """One op call as a rule sees it: ``call["groups"]`` is the argument the op's schema names
+    ``groups`` (its default when the caller left it out), ``call.out`` the op's output.
+
+    The arguments are bound on the first read, so a rule that reads only ``call.out`` costs no
+    binding; ``call.args`` and ``call.kwargs`` are the call as the dispatcher passed it.
+    """
+
+    __slots__ = ("_named", "args", "kwargs", "out", "overload")
+
+    def __init__(self, overload: torch._ops.OpOverload, args: tuple, kwargs: dict, out: Any) -> None:
+        self.overload, self.args, self.kwargs, self.out = overload, args, kwargs, out
+        self._named: dict[str, Any] | None = None
+
+    def _bound(self) -> dict[str, Any]:
+        if self._named is None:
+            self._named = bind(self.overload, self.args, self.kwargs)
+        return self._named
+
+    def __getitem__(self, name: str) -> Any:
+        return self._bound()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._bound())
+
+    def __len__(self) -> int:
+        return len(self._bound())
+
+    def __repr__(self) -> str:
+        return f"Call({self.overload}, {self._bound()!r})"
+
+
+# A rule: ``fn(call) -> Cost | None``, or as archprof 0.1 took it, ``fn(args, kwargs, out)`` with
+# the arguments exactly as __torch_dispatch__ saw them.
+CostFunction = Callable[[Call], "Cost | None"] | Callable[[tuple, dict, Any], "Cost | None"]
+LayerType = str | Callable[[Call], str] | Callable[[tuple, dict], str]
+
+
+def takes_call(fn: Callable[..., Any]) -> bool:
+    """Whether a rule (or layer-type function) takes one :class:`Call` rather than (args, kwargs, ...)."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: the 0.1 form
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    variadic = any(p.kind is p.VAR_POSITIONAL for p in parameters)
+    return len(positional) == 1 and not variadic
 
 
 @dataclass(frozen=True)
 class CostRule:
-    cost: CostFunction
+    cost: Callable[[Call], Cost | None]
     # What the op is when it runs outside a layer that names its own type (e.g. ``a + b`` in a
     # block's forward): a layer-type name, or a function of the call for convolutions.
-    category: str | Callable[[tuple, dict], str]
+    layer_type: str | Callable[[Call], str]
     # Ops that also return saved statistics, pool indices or log-sum-exp for backward: only the
     # first output is an activation, so the meta and CPU paths (which differ there) agree.
     first_output_only: bool = False
@@ -49,51 +130,107 @@ class CostRule:
     # once and the same. Its rule gets the call's own arguments, as the op's schema names them.
     whole: bool = False
 
+    @property
+    def category(self) -> str | Callable[[Call], str]:
+        """Deprecated name of :attr:`layer_type`."""
+        return self.layer_type
+
+    def apply(self, overload: torch._ops.OpOverload, args: tuple, kwargs: dict, out: Any) -> tuple[Cost | None, str]:
+        """This call's cost and layer type; (None, "uncounted") when the rule cannot read the call
+        (report, don't guess)."""
+        call = Call(overload, args, kwargs, out)
+        try:
+            cost = self.cost(call)
+        except Exception:
+            return None, "uncounted"
+        if cost is None:
+            return None, "uncounted"
+        return cost, self.layer_type(call) if callable(self.layer_type) else self.layer_type
+
+
+def make_rule(cost: CostFunction, layer_type: LayerType, *, first_output_only: bool = False, whole: bool = False) -> CostRule:
+    """A :class:`CostRule` for ``cost`` in either form, ``fn(call)`` or ``fn(args, kwargs, out)``
+    (the latter, and a layer-type function of (args, kwargs), handed the call as the dispatcher
+    passed it)."""
+    if not takes_call(cost):
+        legacy_cost = cost
+
+        def cost(call: Call) -> Cost | None:
+            return legacy_cost(call.args, call.kwargs, call.out)
+
+        cost.__wrapped__ = legacy_cost  # type: ignore[attr-defined]
+    if callable(layer_type) and not takes_call(layer_type):
+        legacy_type = layer_type
+
+        def layer_type(call: Call) -> str:
+            return legacy_type(call.args, call.kwargs)
+
+        layer_type.__wrapped__ = legacy_type  # type: ignore[attr-defined]
+    return CostRule(cost, layer_type, first_output_only, whole)
+
 
 COST_RULES: dict[torch._ops.OpOverloadPacket, CostRule] = {}
 
 
 def register_cost_rule(
     ops: torch._ops.OpOverloadPacket | Iterable[torch._ops.OpOverloadPacket],
-    category: str | Callable[[tuple, dict], str],
+    layer_type: LayerType | None = None,
     *,
     first_output_only: bool = False,
     whole: bool = False,
+    category: LayerType | None = None,
 ) -> Callable[[CostFunction], CostFunction]:
-    """Register ``fn(args, kwargs, out) -> Cost | None`` as the cost of ``ops``.
+    """Register ``fn(call) -> Cost | None`` as the cost of ``ops``.
 
     The public way to cost a custom operator::
 
-        @archprof.register_cost_rule(torch.ops.mylib.fused_gelu, category="activation")
-        def fused_gelu_cost(args, kwargs, out):
-            return archprof.Cost(flops=5 * out.numel())
+        @archprof.register_cost_rule(torch.ops.mylib.fused_gelu, layer_type="activation")
+        def fused_gelu_cost(call):
+            return archprof.Cost(flops=5 * call.out.numel())
 
-    ``whole=True`` costs a composite op (one with no kernel of its own, which the dispatcher takes
-    apart before any dispatch mode sees it) at its call, as one op, instead of its parts.
+    ``call["name"]`` reads an argument by the op's schema name, its default filled in. A rule written
+    as ``fn(args, kwargs, out)`` (the arguments as the dispatcher passed them) works too, and
+    ``category=`` is the deprecated name of ``layer_type=``. ``whole=True`` costs a composite op
+    (one with no kernel of its own, which the dispatcher takes apart before any dispatch mode sees
+    it) at its call, as one op, instead of its parts.
     """
+    if category is not None:
+        if layer_type is not None:
+            raise TypeError("register_cost_rule takes layer_type or its deprecated name category, not both")
+        warnings.warn("register_cost_rule(category=...) is deprecated: use layer_type=", DeprecationWarning, stacklevel=2)
+        layer_type = category
+    if layer_type is None:
+        raise TypeError("register_cost_rule needs the ops' layer_type (e.g. layer_type=\"activation\")")
     packets = [ops] if isinstance(ops, torch._ops.OpOverloadPacket) else list(ops)
 
     def register(fn: CostFunction) -> CostFunction:
+        rule = make_rule(fn, layer_type, first_output_only=first_output_only, whole=whole)
         for packet in packets:
             if not isinstance(packet, torch._ops.OpOverloadPacket):
                 raise TypeError(f"register_cost_rule expects torch.ops.<namespace>.<op> packets, got {packet!r}")
             if packet in COST_RULES:
                 raise ValueError(f"{packet} already has a cost rule")
-            COST_RULES[packet] = CostRule(fn, category, first_output_only, whole)
+            COST_RULES[packet] = rule
         return fn
 
     return register
 
 
+def ops_costed_by(*fns: CostFunction) -> frozenset[torch._ops.OpOverloadPacket]:
+    """The ops whose registered rule is one of ``fns`` (for observers such as crosscheck, which
+    must name the same ops as the rules do)."""
+    return frozenset(packet for packet, rule in COST_RULES.items() if rule.cost in fns)
+
+
 def per_element(
-    flops_per_element: int, category: str, ops: Iterable[torch._ops.OpOverloadPacket], first_output_only: bool = False
+    flops_per_element: int, layer_type: str, ops: Iterable[torch._ops.OpOverloadPacket], first_output_only: bool = False
 ) -> None:
     """Register ops whose cost is a fixed number of FLOPs per element of their (first) output."""
 
-    def cost(args: tuple, kwargs: dict, out: Any) -> Cost:
-        return Cost(0, flops_per_element * (numel(first_tensor(out)) if first_output_only else numel(out)))
+    def cost(call: Call) -> Cost:
+        return Cost(0, flops_per_element * (numel(first_tensor(call.out)) if first_output_only else numel(call.out)))
 
-    register_cost_rule(list(ops), category, first_output_only=first_output_only)(cost)
+    register_cost_rule(list(ops), layer_type, first_output_only=first_output_only)(cost)
 
 
 def numel(value: Any) -> int:
@@ -107,20 +244,6 @@ def numel(value: Any) -> int:
 def _packets_of(*names: str) -> list[torch._ops.OpOverloadPacket]:
     # Some operators exist only in some torch builds; a rule covers those that exist.
     return [getattr(aten, n) for n in names if hasattr(aten, n)]
-
-
-def bind(overload: torch._ops.OpOverload, args: tuple, kwargs: dict) -> dict[str, Any]:
-    """A call's arguments by their schema names, defaults filled in (reading ``args[8]`` by
-    position breaks silently when a schema changes)."""
-    named: dict[str, Any] = {}
-    for i, arg in enumerate(overload._schema.arguments):
-        if i < len(args) and not arg.kwarg_only:
-            named[arg.name] = args[i]
-        elif arg.name in kwargs:
-            named[arg.name] = kwargs[arg.name]
-        elif arg.has_default_value():
-            named[arg.name] = arg.default_value
-    return named
 
 
 def first_tensor(value: Any) -> torch.Tensor:
@@ -149,63 +272,67 @@ def conv_type(kernel: Sequence[int], groups: int, in_channels: int, transposed: 
     return f"conv {k}"
 
 
-def _conv_call_type(args: tuple, kwargs: dict) -> str:
-    x, w = args[0], args[1]
-    transposed = bool(args[6]) if len(args) > 6 else False
-    groups = int(args[8]) if len(args) > 8 else 1
-    return conv_type(w.shape[2:], groups, x.shape[1], transposed)
+def conv_call_type(call: Call) -> str:
+    return conv_type(call["weight"].shape[2:], int(call["groups"]), call["input"].shape[1], bool(call["transposed"]))
 
 
-@register_cost_rule(list(CONV_OPS), category=_conv_call_type)
-def conv_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost:
-    # aten.convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
-    macs = _torch_macs(aten.convolution, args[:2] + (None,) + tuple(args[3:7]), {}, out)
-    bias = args[2]
-    return Cost(macs, 2 * macs + (out.numel() if bias is not None else 0))
+@register_cost_rule(list(CONV_OPS), layer_type=conv_call_type)
+def conv_cost(call: Call) -> Cost:
+    forward = (call["input"], call["weight"], None, call["stride"], call["padding"], call["dilation"], call["transposed"])
+    macs = _torch_macs(aten.convolution, forward, {}, call.out)
+    return Cost(macs, 2 * macs + (call.out.numel() if call["bias"] is not None else 0))
 
 
 # --- matrix products ---------------------------------------------------------------------------
 
 
-@register_cost_rule([aten.mm, aten.bmm], category="matmul")
-def matmul_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost:
-    macs = _torch_macs(aten.mm if args[0].dim() == 2 else aten.bmm, args[:2], {}, out)
+@register_cost_rule([aten.mm, aten.bmm], layer_type="matmul")
+def matmul_cost(call: Call) -> Cost:
+    a = call["self"]
+    macs = _torch_macs(aten.mm if a.dim() == 2 else aten.bmm, (a, call["mat2"]), {}, call.out)
     return Cost(macs, 2 * macs)
 
 
-@register_cost_rule([aten.addmm, aten.baddbmm], category="matmul")
-def addmm_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost:
-    # out = beta * self + alpha * (a @ b): the add of ``self`` is the linear layer's bias add.
-    macs = _torch_macs(aten.mm if args[1].dim() == 2 else aten.bmm, args[1:3], {}, out)
-    return Cost(macs, 2 * macs + out.numel())
+@register_cost_rule(aten.addmm, layer_type="matmul")
+def addmm_cost(call: Call) -> Cost:
+    # out = beta * self + alpha * (mat1 @ mat2): the add of ``self`` is the linear layer's bias add.
+    macs = _torch_macs(aten.mm, (call["mat1"], call["mat2"]), {}, call.out)
+    return Cost(macs, 2 * macs + call.out.numel())
 
 
-@register_cost_rule([aten.mv, aten.dot, aten.vdot], category="matmul")
-def vector_product_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost:
-    macs = args[0].numel()
+@register_cost_rule(aten.baddbmm, layer_type="matmul")
+def baddbmm_cost(call: Call) -> Cost:
+    # out = beta * self + alpha * (batch1 @ batch2), one add per output as addmm.
+    macs = _torch_macs(aten.bmm, (call["batch1"], call["batch2"]), {}, call.out)
+    return Cost(macs, 2 * macs + call.out.numel())
+
+
+@register_cost_rule([aten.mv, aten.dot, aten.vdot], layer_type="matmul")
+def vector_product_cost(call: Call) -> Cost:
+    macs = call["self"].numel()
     return Cost(macs, 2 * macs)
 
 
-@register_cost_rule(_packets_of("addmv", "addmv_"), category="matmul")
-def addmv_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost:
+@register_cost_rule(_packets_of("addmv", "addmv_"), layer_type="matmul")
+def addmv_cost(call: Call) -> Cost:
     # beta * self + alpha * (mat @ vec): the matrix-vector product plus one add per output.
-    macs = args[1].numel()
-    return Cost(macs, 2 * macs + out.numel())
+    macs = call["mat"].numel()
+    return Cost(macs, 2 * macs + call.out.numel())
 
 
-@register_cost_rule(_packets_of("addr", "addr_"), category="matmul")
-def addr_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost:
+@register_cost_rule(_packets_of("addr", "addr_"), layer_type="matmul")
+def addr_cost(call: Call) -> Cost:
     # beta * self + alpha * outer(vec1, vec2): one multiply-accumulate into self per element.
-    macs = args[1].numel() * args[2].numel()
+    macs = call["vec1"].numel() * call["vec2"].numel()
     return Cost(macs, 2 * macs)
 
 
-@register_cost_rule(_packets_of("addbmm", "addbmm_"), category="matmul")
-def addbmm_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost:
+@register_cost_rule(_packets_of("addbmm", "addbmm_"), layer_type="matmul")
+def addbmm_cost(call: Call) -> Cost:
     # beta * self + alpha * sum_b (batch1[b] @ batch2[b]): the batched product, summed into self.
-    b, n, m = args[1].shape
-    macs = b * n * m * args[2].shape[-1]
-    return Cost(macs, 2 * macs + out.numel())
+    b, n, m = call["batch1"].shape
+    macs = b * n * m * call["batch2"].shape[-1]
+    return Cost(macs, 2 * macs + call.out.numel())
 
 
 # --- attention ---------------------------------------------------------------------------------
@@ -220,23 +347,23 @@ FUSED_ATTENTION_OPS = (
 SOFTMAX_FLOPS = 5  # max, subtract, exp, sum, divide per element
 
 
-@register_cost_rule(list(FUSED_ATTENTION_OPS), category="attention", first_output_only=True)
-def fused_attention_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+@register_cost_rule(list(FUSED_ATTENTION_OPS), layer_type="attention", first_output_only=True)
+def fused_attention_cost(call: Call) -> Cost:
     """softmax(q k^T * scale) v, costed as the math path that the meta device runs.
 
     That path scales q and k by sqrt(scale) each, so both devices count the same FLOPs.
     """
-    q, k, v = args[:3]
+    q, k, v = call["query"], call["key"], call["value"]
     *batch, s_q, d = q.shape
     s_k, d_v = k.shape[-2], v.shape[-1]
     heads = math.prod(batch)
     macs = heads * s_q * s_k * (d + d_v)
     scores = heads * s_q * s_k
     flops = 2 * macs + heads * (s_q + s_k) * d + SOFTMAX_FLOPS * scores
-    mask = kwargs.get("attn_mask", args[3] if len(args) > 3 and isinstance(args[3], torch.Tensor) else None)
-    # The CPU kernel takes (q, k, v, dropout_p, is_causal); the math path adds the causal mask too.
-    causal = kwargs.get("is_causal", args[4] if len(args) > 4 and isinstance(args[4], bool) else False)
-    if mask is not None or causal:
+    # The CPU kernel calls the mask attn_mask, the GPU kernels attn_bias (flash takes none); the
+    # math path adds the causal mask too.
+    mask = call.get("attn_mask", call.get("attn_bias"))
+    if mask is not None or call["is_causal"]:
         flops += scores
     return Cost(macs, flops)
 
@@ -249,33 +376,29 @@ INFERENCE_BN_FLOPS = 2  # statistics and affine fold into one multiply and one a
 
 
 @register_cost_rule(
-    _packets_of("_native_batch_norm_legit_no_training", "_batch_norm_no_update"), category="normalization", first_output_only=True
+    _packets_of("_native_batch_norm_legit_no_training", "_batch_norm_no_update"), layer_type="normalization", first_output_only=True
 )
-def inference_batch_norm_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
-    return Cost(0, INFERENCE_BN_FLOPS * args[0].numel())
+def inference_batch_norm_cost(call: Call) -> Cost:
+    return Cost(0, INFERENCE_BN_FLOPS * call["input"].numel())
 
 
 @register_cost_rule(
     _packets_of("native_batch_norm", "_native_batch_norm_legit", "_batch_norm_with_update", "cudnn_batch_norm", "miopen_batch_norm"),
-    category="normalization",
+    layer_type="normalization",
     first_output_only=True,
 )
-def batch_norm_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
-    # The training flag is the first bool argument; _batch_norm_with_update has none and trains.
-    flags = [a for a in args[3:] if isinstance(a, bool)]
-    if flags and not flags[0]:
-        return Cost(0, INFERENCE_BN_FLOPS * args[0].numel())
-    affine = AFFINE_FLOPS if args[1] is not None else 0
-    return Cost(0, (NORM_STATISTICS_FLOPS + affine) * args[0].numel())
+def batch_norm_cost(call: Call) -> Cost:
+    # _batch_norm_with_update has no training flag: it trains.
+    if not call.get("training", True):
+        return Cost(0, INFERENCE_BN_FLOPS * call["input"].numel())
+    affine = AFFINE_FLOPS if call["weight"] is not None else 0
+    return Cost(0, (NORM_STATISTICS_FLOPS + affine) * call["input"].numel())
 
 
-@register_cost_rule([aten.native_group_norm, aten.native_layer_norm], category="normalization", first_output_only=True)
-def group_layer_norm_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
-    x, weight = args[0], args[1] if len(args) > 1 else None
-    if weight is not None and not isinstance(weight, torch.Tensor):
-        weight = args[2]  # native_layer_norm(input, normalized_shape, weight, bias, eps)
-    affine = AFFINE_FLOPS if isinstance(weight, torch.Tensor) else 0
-    return Cost(0, (NORM_STATISTICS_FLOPS + affine) * x.numel())
+@register_cost_rule([aten.native_group_norm, aten.native_layer_norm], layer_type="normalization", first_output_only=True)
+def group_layer_norm_cost(call: Call) -> Cost:
+    affine = AFFINE_FLOPS if call["weight"] is not None else 0
+    return Cost(0, (NORM_STATISTICS_FLOPS + affine) * call["input"].numel())
 
 
 # --- activations and element-wise arithmetic ---------------------------------------------------
@@ -332,68 +455,67 @@ per_element(SOFTMAX_FLOPS, "softmax", _packets_of("_softmax", "_safe_softmax", "
 # --- reductions --------------------------------------------------------------------------------
 
 
-@register_cost_rule(_packets_of("sum", "amax", "amin", "max", "min", "prod", "argmax", "argmin"), category="reduction")
-def reduce_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+@register_cost_rule(_packets_of("sum", "amax", "amin", "max", "min", "prod", "argmax", "argmin"), layer_type="reduction")
+def reduce_cost(call: Call) -> Cost:
     # n - 1 operations per output of a reduction over n inputs.
-    return Cost(0, max(args[0].numel() - numel(first_tensor(out)), 0))
+    return Cost(0, max(call["self"].numel() - numel(first_tensor(call.out)), 0))
 
 
-@register_cost_rule(aten.logsumexp, category="reduction")
-def logsumexp_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost:
+@register_cost_rule(aten.logsumexp, layer_type="reduction")
+def logsumexp_cost(call: Call) -> Cost:
     # log(sum(exp(x - max))) + max, as torch computes it: per output over n inputs, the max (n - 1
     # comparisons), the subtraction (n), exp (n), the sum (n - 1 adds), the log and the max added
     # back (2): 4n, 4 per input element.
-    return Cost(0, 4 * args[0].numel())
+    return Cost(0, 4 * call["self"].numel())
 
 
-@register_cost_rule(aten.mean, category="reduction")
-def mean_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+@register_cost_rule(aten.mean, layer_type="reduction")
+def mean_cost(call: Call) -> Cost:
     # n - 1 adds and one division per output: n per output, the input's size in total.
-    return Cost(0, args[0].numel())
+    return Cost(0, call["self"].numel())
 
 
-@register_cost_rule(_packets_of("var", "std", "var_mean", "std_mean"), category="reduction")
-def moment_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+@register_cost_rule(_packets_of("var", "std", "var_mean", "std_mean"), layer_type="reduction")
+def moment_cost(call: Call) -> Cost:
     # mean (1 add), centre (1 sub), square (1 mul), accumulate (1 add) per input element.
-    return Cost(0, 4 * args[0].numel())
+    return Cost(0, 4 * call["self"].numel())
 
 
-@register_cost_rule(_packets_of("linalg_vector_norm", "norm"), category="reduction")
-def norm_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+@register_cost_rule(_packets_of("linalg_vector_norm", "norm"), layer_type="reduction")
+def norm_cost(call: Call) -> Cost:
     # square and accumulate per input element (the root per output is negligible and not counted).
-    return Cost(0, 2 * args[0].numel())
+    return Cost(0, 2 * call["self"].numel())
 
 
 # --- losses --------------------------------------------------------------------------------------
 # An element-wise loss is its per-element terms plus, reduced (mean or sum), one add per element.
 
 
-def _reduced(args: tuple, kwargs: dict, position: int) -> bool:
-    reduction = kwargs.get("reduction", args[position] if len(args) > position else 1)
-    return reduction != 0  # at::Reduction: 0 none, 1 mean, 2 sum
+def _reduced(call: Call) -> bool:
+    return call["reduction"] != 0  # at::Reduction: 0 none, 1 mean (the schemas' default), 2 sum
 
 
-def _register_loss(names: Sequence[str], per_element_flops: int, reduction_position: int) -> None:
-    def cost(args: tuple, kwargs: dict, out: Any) -> Cost:
-        n = args[0].numel()
-        return Cost(0, per_element_flops * n + (n if _reduced(args, kwargs, reduction_position) else 0))
+def _register_loss(names: Sequence[str], per_element_flops: int) -> None:
+    def cost(call: Call) -> Cost:
+        n = call["self"].numel()
+        return Cost(0, per_element_flops * n + (n if _reduced(call) else 0))
 
     register_cost_rule(_packets_of(*names), "loss")(cost)
 
 
-_register_loss(["mse_loss"], 2, 2)  # subtract, square
-_register_loss(["l1_loss"], 2, 2)  # subtract, absolute value
-_register_loss(["smooth_l1_loss", "huber_loss"], 5, 2)  # subtract, abs, compare, square or subtract, scale
-_register_loss(["binary_cross_entropy"], 6, 3)  # two logs, two products, the complement, the sum (weight at 3)
-_register_loss(["binary_cross_entropy_with_logits"], 7, 4)  # a log-sigmoid (3) and the products above
+_register_loss(["mse_loss"], 2)  # subtract, square
+_register_loss(["l1_loss"], 2)  # subtract, absolute value
+_register_loss(["smooth_l1_loss", "huber_loss"], 5)  # subtract, abs, compare, square or subtract, scale
+_register_loss(["binary_cross_entropy"], 6)  # two logs, two products, the complement, the sum
+_register_loss(["binary_cross_entropy_with_logits"], 7)  # a log-sigmoid (3) and the products above
 
 
-@register_cost_rule(_packets_of("nll_loss_forward", "nll_loss2d_forward"), category="loss", first_output_only=True)
-def nll_loss_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
-    # nll_loss(self, target, weight, reduction, ignore_index): a gather per target, negated and,
-    # reduced, summed: 2 per target element (the weighting adds none it cannot see in the shapes).
-    targets = args[1].numel()
-    return Cost(0, targets + (targets if _reduced(args, kwargs, 3) else 0))
+@register_cost_rule(_packets_of("nll_loss_forward", "nll_loss2d_forward"), layer_type="loss", first_output_only=True)
+def nll_loss_cost(call: Call) -> Cost:
+    # A gather per target, negated and, reduced, summed: 2 per target element (the weighting adds
+    # none it cannot see in the shapes).
+    targets = call["target"].numel()
+    return Cost(0, targets + (targets if _reduced(call) else 0))
 
 
 # --- sorting, selection, searching and indexing -------------------------------------------------
@@ -406,86 +528,76 @@ def _log2(n: int) -> int:
     return max(math.ceil(math.log2(n)), 1) if n > 1 else 0
 
 
-def _dim_arg(args: tuple, kwargs: dict, position: int) -> int:
-    """The ``dim`` argument, by keyword or at ``position`` (sort.stable puts a bool there first)."""
-    if "dim" in kwargs:
-        return kwargs["dim"]
-    value = args[position] if len(args) > position else -1
-    return value if isinstance(value, int) and not isinstance(value, bool) else kwargs.get("dim", -1)
-
-
 def _row_length(x: torch.Tensor, dim: int) -> int:
     return x.shape[dim] if x.dim() else 1
 
 
-@register_cost_rule(_packets_of("sort", "msort"), category="reduction")
-def sort_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
-    x = args[0]
-    return Cost(0, x.numel() * _log2(_row_length(x, _dim_arg(args, kwargs, 1) if x.dim() else 0)))
+@register_cost_rule(_packets_of("sort", "msort"), layer_type="reduction")
+def sort_cost(call: Call) -> Cost:
+    x = call["self"]
+    return Cost(0, x.numel() * _log2(_row_length(x, call.get("dim", 0))))  # msort sorts along dim 0
 
 
-@register_cost_rule(aten.topk, category="reduction")
-def topk_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
-    # topk(self, k, dim=-1, largest, sorted): every value offered to a heap of the k best.
-    x, k = args[0], args[1] if len(args) > 1 else kwargs["k"]
-    return Cost(0, x.numel() * max(_log2(k), 1))
+@register_cost_rule(aten.topk, layer_type="reduction")
+def topk_cost(call: Call) -> Cost:
+    # Every value offered to a heap of the k best.
+    return Cost(0, call["self"].numel() * max(_log2(call["k"]), 1))
 
 
-@register_cost_rule(_packets_of("kthvalue", "median", "nanmedian"), category="reduction")
-def selection_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+@register_cost_rule(_packets_of("kthvalue", "median", "nanmedian"), layer_type="reduction")
+def selection_cost(call: Call) -> Cost:
     # quickselect: about one comparison per value of the row.
-    return Cost(0, args[0].numel())
+    return Cost(0, call["self"].numel())
 
 
-@register_cost_rule(_packets_of("_unique2", "unique_dim", "_unique"), category="reduction")
-def unique_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+@register_cost_rule(_packets_of("_unique2", "unique_dim", "_unique"), layer_type="reduction")
+def unique_cost(call: Call) -> Cost:
     # a sort of the n values, then one comparison of each with its neighbour.
-    n = args[0].numel()
+    n = call["self"].numel()
     return Cost(0, n * _log2(n) + n)
 
 
 @register_cost_rule(
     _packets_of("unique_consecutive", "nonzero", "nonzero_static", "argwhere", "masked_select", "histc", "bincount"),
-    category="reduction",
+    layer_type="reduction",
 )
-def scan_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+def scan_cost(call: Call) -> Cost:
     # one comparison (or bin update) per input element; the output's size is data, not cost.
-    return Cost(0, args[0].numel())
+    return Cost(0, call["self"].numel())
 
 
-@register_cost_rule(aten.searchsorted, category="reduction")
-def searchsorted_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
-    # searchsorted(sorted_sequence, values): a binary search of each value in its row.
-    return Cost(0, numel(out) * _log2(args[0].shape[-1]))
+@register_cost_rule(aten.searchsorted, layer_type="reduction")
+def searchsorted_cost(call: Call) -> Cost:
+    # A binary search of each value in its row of the sorted sequence.
+    return Cost(0, numel(call.out) * _log2(call["sorted_sequence"].shape[-1]))
 
 
-@register_cost_rule(aten.bucketize, category="reduction")
-def bucketize_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
-    # bucketize(values, boundaries): a binary search of each value among the boundaries.
-    return Cost(0, numel(out) * _log2(args[1].numel()))
+@register_cost_rule(aten.bucketize, layer_type="reduction")
+def bucketize_cost(call: Call) -> Cost:
+    # A binary search of each value among the boundaries.
+    return Cost(0, numel(call.out) * _log2(call["boundaries"].numel()))
 
 
-@register_cost_rule(_packets_of("index_put", "index_put_", "_index_put_impl_"), category="data movement")
-def index_put_cost(args: tuple, kwargs: dict, out: Any) -> Cost | None:
-    # index_put(self, indices, values, accumulate=False): a copy; with accumulate, one add per value
-    # written, which the shapes alone give only when the values are not broadcast.
-    accumulate = kwargs.get("accumulate", args[3] if len(args) > 3 else False)
-    if not accumulate:
+@register_cost_rule(_packets_of("index_put", "index_put_", "_index_put_impl_"), layer_type="data movement")
+def index_put_cost(call: Call) -> Cost | None:
+    # A copy; with accumulate, one add per value written, which the shapes alone give only when the
+    # values are not broadcast.
+    if not call["accumulate"]:
         return Cost(0, 0)
-    values = args[2]
+    values = call["values"]
     return Cost(0, values.numel()) if values.dim() > 0 and values.numel() > 1 else None
 
 
-@register_cost_rule(_packets_of("scatter_add", "scatter_add_", "scatter_reduce", "scatter_reduce_"), category="elementwise")
-def scatter_add_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
-    # scatter_add(self, dim, index, src): one add (or reduction step) per index entry.
-    return Cost(0, args[2].numel())
+@register_cost_rule(_packets_of("scatter_add", "scatter_add_", "scatter_reduce", "scatter_reduce_"), layer_type="elementwise")
+def scatter_add_cost(call: Call) -> Cost:
+    # One add (or reduction step) per index entry.
+    return Cost(0, call["index"].numel())
 
 
-@register_cost_rule(_packets_of("index_add", "index_add_"), category="elementwise")
-def index_add_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
-    # index_add(self, dim, index, source, alpha): one add per source element.
-    return Cost(0, args[3].numel())
+@register_cost_rule(_packets_of("index_add", "index_add_"), layer_type="elementwise")
+def index_add_cost(call: Call) -> Cost:
+    # One add per source element.
+    return Cost(0, call["source"].numel())
 
 
 per_element(0, "data movement", _packets_of("scatter", "scatter_", "index_copy", "index_copy_", "masked_scatter", "masked_scatter_", "index_fill", "index_fill_"))
@@ -503,15 +615,16 @@ RNN_CELL_FLOPS = 2  # sum the two products, then tanh or ReLU
 def _register_recurrent(name: str, gates: int, cell_flops: int) -> None:
     packet = getattr(aten, name)
 
-    def cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    def cost(call: Call) -> Cost:
         """Every layer and direction runs its cell once per step of every sequence (its rows).
 
         Each row multiplies every weight matrix once (input-hidden, hidden-hidden and an LSTM's
         projection) and adds each bias element once; the cell then works per hidden unit.
         """
-        # A packed sequence calls the ``data`` overload: (data, batch_sizes, hx, params, ...).
-        packed = len(args) > 3 and isinstance(args[3], (list, tuple))
-        named = bind(packet.data if packed else packet.input, args, kwargs)
+        # Seen at the torch function, the call is bound here to the overload the dispatcher would
+        # pick: a packed sequence's (data, batch_sizes, hx, params, ...) has its params fourth.
+        packed = len(call.args) > 3 and isinstance(call.args[3], (list, tuple))
+        named = bind(packet.data if packed else packet.input, call.args, call.kwargs)
         x, weights = named["data" if packed else "input"], named["params"]
         rows = x.numel() // x.shape[-1]  # steps x sequences, padded or packed
         hidden = weights[0].shape[0] // gates  # the first layer's input-hidden matrix: gates x hidden rows
@@ -559,9 +672,10 @@ def _tuple(value: Any, n: int, default: int) -> list[int]:
     return list(value) if len(value) == n else list(value) * n
 
 
-def _pool_taps(args: tuple, out: torch.Tensor, dims: int, adaptive: bool) -> tuple[int, int]:
-    """(taps read in total, output elements) of a pool over the last ``dims`` dimensions."""
-    x = args[0]
+def _pool_taps(call: Mapping[str, Any], out: torch.Tensor, dims: int, adaptive: bool) -> tuple[int, int]:
+    """(taps read in total, output elements) of a pool of ``call["self"]`` over its last ``dims``
+    dimensions, from the call's kernel_size, stride, padding and dilation (as the schema names them)."""
+    x = call["self"]
     in_sizes, out_sizes = x.shape[-dims:], out.shape[-dims:]
     lead = out.numel() // max(math.prod(out_sizes), 1)
     taps = lead
@@ -569,17 +683,17 @@ def _pool_taps(args: tuple, out: torch.Tensor, dims: int, adaptive: bool) -> tup
         if adaptive:
             taps *= _adaptive_counts(in_sizes[d], out_sizes[d])
         else:
-            kernel = _tuple(args[1], dims, 1)[d]
-            stride = _tuple(args[2] if len(args) > 2 else None, dims, kernel)[d]
-            padding = _tuple(args[3] if len(args) > 3 else None, dims, 0)[d]
-            dilation = _tuple(args[4] if len(args) > 4 and not isinstance(args[4], bool) else None, dims, 1)[d]
+            kernel = _tuple(call["kernel_size"], dims, 1)[d]
+            stride = _tuple(call.get("stride"), dims, kernel)[d]  # the schemas' default [] is the kernel
+            padding = _tuple(call.get("padding"), dims, 0)[d]
+            dilation = _tuple(call.get("dilation"), dims, 1)[d]  # average pools have none
             taps *= _window_counts(in_sizes[d], out_sizes[d], kernel, stride, padding, dilation)
     return taps, out.numel()
 
 
 def _register_pool(names: Sequence[str], dims: int, adaptive: bool, is_max: bool) -> None:
-    def cost(args: tuple, kwargs: dict, out: Any) -> Cost:
-        taps, outputs = _pool_taps(args, first_tensor(out), dims, adaptive)
+    def cost(call: Call) -> Cost:
+        taps, outputs = _pool_taps(call, first_tensor(call.out), dims, adaptive)
         # max: taps - 1 comparisons per output; average: taps - 1 adds and one division.
         return Cost(0, taps - outputs if is_max else taps)
 
@@ -604,13 +718,12 @@ per_element(15, "resampling", _packets_of("upsample_trilinear3d"))  # 8 mul + 7 
 GRID_POINT_FLOPS = 12  # per sampling point: unnormalize x, y (4), floor (2), fractions (2), corner weights (4)
 
 
-@register_cost_rule(aten.grid_sampler_2d, category="resampling")
-def grid_sample_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost | None:
-    # grid_sampler_2d(input, grid, interpolation_mode, padding_mode, align_corners)
-    mode = args[2]
-    points = args[1].numel() // 2
+@register_cost_rule(aten.grid_sampler_2d, layer_type="resampling")
+def grid_sample_cost(call: Call) -> Cost | None:
+    mode = call["interpolation_mode"]
+    points = call["grid"].numel() // 2
     if mode == 0:  # bilinear: 4 mul + 3 add per output element
-        return Cost(0, GRID_POINT_FLOPS * points + 7 * out.numel())
+        return Cost(0, GRID_POINT_FLOPS * points + 7 * call.out.numel())
     if mode == 1:  # nearest: unnormalize and round the coordinates only
         return Cost(0, 6 * points)
     return None  # bicubic: no rule; reported as uncounted
@@ -619,25 +732,24 @@ def grid_sample_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost | Non
 # --- embeddings --------------------------------------------------------------------------------
 
 
-@register_cost_rule(_packets_of("_embedding_bag", "_embedding_bag_forward_only"), category="embedding", first_output_only=True)
-def embedding_bag_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+@register_cost_rule(_packets_of("_embedding_bag", "_embedding_bag_forward_only"), layer_type="embedding", first_output_only=True)
+def embedding_bag_cost(call: Call) -> Cost:
     """Gather n rows of d features (no arithmetic), then reduce them into b bags.
 
     From shapes alone, so that the meta device, which cannot see the offsets or ``padding_idx``
     entries, counts what CPU counts: every bag is taken to hold at least one index.
     """
     # CPU training runs _embedding_bag, meta and inference _embedding_bag_forward_only: one schema.
-    named = bind(aten._embedding_bag.default, args, kwargs)
-    n = named["indices"].numel()
-    bags, d = first_tensor(out).shape
+    n = call["indices"].numel()
+    bags, d = first_tensor(call.out).shape
     merges = max(n - bags, 0) * d  # n - 1 per bag: adds (sum, mean) or comparisons (max)
-    mean = bags * d if named["mode"] == 1 else 0  # one division per bag and feature
-    weighted = n * d if named["per_sample_weights"] is not None else 0  # one multiply per gathered element
+    mean = bags * d if call["mode"] == 1 else 0  # one division per bag and feature
+    weighted = n * d if call["per_sample_weights"] is not None else 0  # one multiply per gathered element
     return Cost(0, merges + mean + weighted)
 
 
-@register_cost_rule(aten.one_hot, category="data movement", whole=True)
-def one_hot_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+@register_cost_rule(aten.one_hot, layer_type="data movement", whole=True)
+def one_hot_cost(call: Call) -> Cost:
     # Writing a one at each index is data movement. Costed at the call: on meta torch compares
     # every index with every class (eq against arange), on CPU it scatters into zeros.
     return Cost(0, 0)
@@ -649,18 +761,12 @@ def one_hot_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
 # weight, an input that needs no gradient, such as the image into the first convolution) is not.
 
 
-def _conv_backward_type(args: tuple, kwargs: dict) -> str:
-    named = bind(aten.convolution_backward.default, args, kwargs)
-    return conv_type(named["weight"].shape[2:], int(named["groups"]), named["input"].shape[1], bool(named["transposed"]))
-
-
-@register_cost_rule(aten.convolution_backward, category=_conv_backward_type)
-def conv_backward_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+@register_cost_rule(aten.convolution_backward, layer_type=conv_call_type)
+def conv_backward_cost(call: Call) -> Cost:
     """The input gradient (a transposed convolution) and the weight gradient each take the forward's
     MACs; the bias gradient sums the output gradient over batch and positions."""
-    named = bind(aten.convolution_backward.default, args, kwargs)
-    grad_output, mask = named["grad_output"], named["output_mask"]
-    forward = (named["input"], named["weight"], None, named["stride"], named["padding"], named["dilation"], named["transposed"])
+    grad_output, mask = call["grad_output"], call["output_mask"]
+    forward = (call["input"], call["weight"], None, call["stride"], call["padding"], call["dilation"], call["transposed"])
     forward_macs = _torch_macs(aten.convolution, forward, {}, grad_output)
     macs = forward_macs * (int(mask[0]) + int(mask[1]))
     bias = grad_output.numel() - grad_output.shape[1] if mask[2] else 0
@@ -695,11 +801,9 @@ def norm_backward_flops(elements: int, mask: Sequence[bool], batch_statistics: b
 def _register_batch_norm_backward(name: str, training: str) -> None:
     if not hasattr(aten, name):
         return
-    schema = getattr(aten, name).default
 
-    def cost(args: tuple, kwargs: dict, out: Any) -> Cost:
-        named = bind(schema, args, kwargs)
-        return Cost(0, norm_backward_flops(named["input"].numel(), named["output_mask"], bool(named[training])))
+    def cost(call: Call) -> Cost:
+        return Cost(0, norm_backward_flops(call["input"].numel(), call["output_mask"], bool(call[training])))
 
     register_cost_rule(getattr(aten, name), "normalization", first_output_only=True)(cost)
 
@@ -708,10 +812,9 @@ _register_batch_norm_backward("native_batch_norm_backward", training="train")
 _register_batch_norm_backward("batch_norm_backward", training="update")
 
 
-@register_cost_rule([aten.native_layer_norm_backward, aten.native_group_norm_backward], category="normalization", first_output_only=True)
-def layer_group_norm_backward_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
-    mask = kwargs.get("output_mask", args[-1])
-    return Cost(0, norm_backward_flops(args[1].numel(), mask, batch_statistics=True))
+@register_cost_rule([aten.native_layer_norm_backward, aten.native_group_norm_backward], layer_type="normalization", first_output_only=True)
+def layer_group_norm_backward_cost(call: Call) -> Cost:
+    return Cost(0, norm_backward_flops(call["input"].numel(), call["output_mask"], batch_statistics=True))
 
 
 # An activation's gradient, per element: the derivative times the incoming gradient.
@@ -727,17 +830,16 @@ per_element(2, "elementwise", _packets_of("native_dropout_backward"))  # dy * ma
 
 
 @register_cost_rule(_packets_of("max_pool1d_with_indices_backward", "max_pool2d_with_indices_backward", "max_pool3d_with_indices_backward",
-                                "adaptive_max_pool2d_backward", "adaptive_max_pool3d_backward"), category="pooling")
-def max_pool_backward_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+                                "adaptive_max_pool2d_backward", "adaptive_max_pool3d_backward"), layer_type="pooling")
+def max_pool_backward_cost(call: Call) -> Cost:
     # Each output's gradient is added into the input position that won: one add per output.
-    return Cost(0, args[0].numel())
+    return Cost(0, call["grad_output"].numel())
 
 
 def _register_avg_pool_backward(name: str, dims: int, adaptive: bool) -> None:
-    def cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+    def cost(call: Call) -> Cost:
         # Each output's gradient divided by its window (1) and added into each of its taps.
-        grad_output, x = args[0], args[1]
-        taps, outputs = _pool_taps((x, *args[2:5]), grad_output, dims, adaptive)
+        taps, outputs = _pool_taps(call, call["grad_output"], dims, adaptive)
         return Cost(0, taps + outputs)
 
     register_cost_rule(_packets_of(name), "pooling")(cost)
@@ -748,21 +850,21 @@ for _dims in (2, 3):
     _register_avg_pool_backward(f"_adaptive_avg_pool{_dims}d_backward", _dims, adaptive=True)
 
 
-@register_cost_rule(_packets_of("embedding_dense_backward"), category="embedding")
-def embedding_backward_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
+@register_cost_rule(_packets_of("embedding_dense_backward"), layer_type="embedding")
+def embedding_backward_cost(call: Call) -> Cost:
     # Each looked-up row's gradient is added into its row of the weight gradient.
-    return Cost(0, args[0].numel())
+    return Cost(0, call["grad_output"].numel())
 
 
 @register_cost_rule(_packets_of("upsample_nearest1d_backward", "upsample_nearest2d_backward", "upsample_nearest3d_backward",
-                                "_upsample_nearest_exact2d_backward"), category="resampling")
-def upsample_nearest_backward_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
-    return Cost(0, args[0].numel())  # one add per output gradient into its source
+                                "_upsample_nearest_exact2d_backward"), layer_type="resampling")
+def upsample_nearest_backward_cost(call: Call) -> Cost:
+    return Cost(0, call["grad_output"].numel())  # one add per output gradient into its source
 
 
-@register_cost_rule(_packets_of("upsample_bilinear2d_backward"), category="resampling")
-def upsample_bilinear_backward_cost(args: tuple, kwargs: dict, out: Any) -> Cost:
-    return Cost(0, 8 * args[0].numel())  # per output gradient: 4 weighted (mul) adds into its corners
+@register_cost_rule(_packets_of("upsample_bilinear2d_backward"), layer_type="resampling")
+def upsample_bilinear_backward_cost(call: Call) -> Cost:
+    return Cost(0, 8 * call["grad_output"].numel())  # per output gradient: 4 weighted (mul) adds into its corners
 
 
 # --- data movement: no arithmetic --------------------------------------------------------------
@@ -793,25 +895,24 @@ per_element(0, "data movement", DATA_MOVEMENT)
 # --- torchvision's operators -------------------------------------------------------------------
 
 
-def roi_align_cost(args: tuple, kwargs: dict, out: torch.Tensor) -> Cost | None:
+def roi_align_cost(call: Call) -> Cost | None:
     """Bilinear samples averaged per bin, as torchvision's kernel (csrc/ops/cpu/roi_align_kernel.cpp).
 
     Each box's bins hold a grid of sampling points: ``sampling_ratio`` squared, or when it is not
     positive ceil(box height / pooled height) x ceil(box width / pooled width), which depends on the
     boxes: the meta device cannot see them, and reports the op as uncounted.
     """
-    named = bind(torch.ops.torchvision.roi_align.default, args, kwargs)
-    x, rois, ratio = named["input"], named["rois"], named["sampling_ratio"]
-    ph, pw = named["pooled_height"], named["pooled_width"]
+    x, rois, ratio = call["input"], call["rois"], call["sampling_ratio"]
+    ph, pw = call["pooled_height"], call["pooled_width"]
     if ratio > 0:
         grid = rois.shape[0] * ratio * ratio
     elif rois.device.type == "meta":
         return None
     else:
-        offset = 0.5 if named["aligned"] else 0.0
-        box = rois[:, 1:5] * named["spatial_scale"] - offset
+        offset = 0.5 if call["aligned"] else 0.0
+        box = rois[:, 1:5] * call["spatial_scale"] - offset
         width, height = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
-        if not named["aligned"]:  # a box is at least one pixel
+        if not call["aligned"]:  # a box is at least one pixel
             width, height = width.clamp(min=1.0), height.clamp(min=1.0)
         rows, cols = torch.ceil(height / ph).clamp(min=0), torch.ceil(width / pw).clamp(min=0)
         grid = int((rows * cols).sum().item())
@@ -826,8 +927,8 @@ def rules_with(overrides: Mapping[Any, CostFunction | CostRule | None]) -> dict[
     FlopCounterMode's ``custom_mapping`` and fvcore's ``set_op_handle``).
 
     A key is an op packet (``torch.ops.aten.gelu``) or one of its overloads; a value is a cost
-    function ``fn(args, kwargs, out) -> Cost | None`` (keeping the op's layer type, else "other"),
-    a :class:`CostRule`, or None to leave the op without a rule (reported as uncounted).
+    function ``fn(call) -> Cost | None`` or ``fn(args, kwargs, out)`` (keeping the op's layer type,
+    else "other"), a :class:`CostRule`, or None to leave the op without a rule (reported as uncounted).
     """
     register_library_rules()
     rules = dict(COST_RULES)
@@ -841,7 +942,8 @@ def rules_with(overrides: Mapping[Any, CostFunction | CostRule | None]) -> dict[
             rules[packet] = rule
         elif callable(rule):
             known = COST_RULES.get(packet)
-            rules[packet] = CostRule(rule, known.category if known else "other", known.first_output_only if known else False)
+            layer_type, first_output_only = (known.layer_type, known.first_output_only) if known else ("other", False)
+            rules[packet] = make_rule(rule, layer_type, first_output_only=first_output_only)
         else:
             raise TypeError(f"the rule override for {packet} must be a cost function, a CostRule or None, got {rule!r}")
     return rules
@@ -860,4 +962,4 @@ def register_library_rules() -> None:
     except (AttributeError, RuntimeError):  # a torchvision built for another torch has no operators
         return
     if roi_align not in COST_RULES:
-        register_cost_rule(roi_align, category="pooling")(roi_align_cost)
+        register_cost_rule(roi_align, layer_type="pooling")(roi_align_cost)
