@@ -345,7 +345,6 @@ class Tracer:
             measured = self._measure(func, rule, args, kwargs, out, inputs, tensors_out, in_keys, out_keys)
             if signature is not None:
                 self._measured[signature] = measured
-        # Named, not unpacked: OpEvent(*fields) takes twice as long as the whole rest of record.
         name, category, macs, flops, activations, bytes_read, bytes_written, counted = measured
         self.trace.events.append(OpEvent(name, self.stack[-1] if self.stack else "", category, macs, flops, activations,
                                          bytes_read, bytes_written, counted, self.phase))
