@@ -1,6 +1,6 @@
 """archprof against the fastest peer and the floor, all three on the meta device (issue 16).
 
-    .venv/bin/python benchmarks/meta_peers.py [--repeats 21] [--report reports/benchmarks.md]
+    .venv/bin/python benchmarks/meta_peers.py [--repeats 21] [--report reports/benchmarks.md] [--mode inference]
 
 For each model, in one process, three calls on the same meta-built model and the same meta inputs:
 
@@ -18,6 +18,12 @@ FlopCounterMode's FLOPs / 2 on every model, so both did the same work.
 
 With ``--report``, the markdown section is written into that file in place of an earlier one
 (from its heading to the next ``## `` heading), or appended.
+
+``--mode`` picks what is timed: ``inference`` (an eval-mode forward, the only mode so far). The hook
+for a training step is :data:`MODES`: once ``archprof.profile(..., mode="train")`` exists, a
+``"train"`` entry times it against ``FlopCounterMode`` around the same meta forward, loss and
+``backward()`` (and a bare meta forward and backward as the floor), with grad enabled instead of
+``torch.no_grad()``.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ MODELS = [
      "transformers LlamaForCausalLM: d 512, 8 layers, 8 heads, 2 KV heads, SwiGLU 1376, vocab 32000, 1x128 tokens"),
 ]
 TOOLS = ["archprof", "FlopCounterMode", "bare forward", "bare forward, GC off"]
+MODES = ("inference",)  # add "train" here (see calls) once archprof.profile takes mode="train"
 HEADING = "## On the meta device: archprof, FlopCounterMode and a bare forward"
 
 
@@ -73,7 +80,11 @@ def build(source: str) -> tuple[torch.nn.Module, dict[str, Any], Callable[[], An
     return model, {"x": x}, lambda: archprof.profile(model, inputs=x)
 
 
-def calls(model: torch.nn.Module, kwargs: dict[str, Any], profile: Callable[[], Any]) -> dict[str, Callable[[], Any]]:
+def calls(
+    model: torch.nn.Module, kwargs: dict[str, Any], profile: Callable[[], Any], mode: str = "inference"
+) -> dict[str, Callable[[], Any]]:
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r} is not measured yet (measured: {', '.join(MODES)})")
     args, kw = ((kwargs["x"],), {}) if list(kwargs) == ["x"] else ((), kwargs)
 
     def flop_counter() -> None:
@@ -103,11 +114,11 @@ def check_counts(model: torch.nn.Module, kwargs: dict[str, Any], profile: Callab
     return macs, counter.get_total_flops() // 2
 
 
-def measure(repeats: int) -> list[dict[str, Any]]:
+def measure(repeats: int, mode: str = "inference") -> list[dict[str, Any]]:
     rows = []
     for label, source, what in MODELS:
         model, kwargs, profile = build(source)
-        runs = calls(model, kwargs, profile)
+        runs = calls(model, kwargs, profile, mode)
         macs, fcm_macs = check_counts(model, kwargs, profile)
         for run in runs.values():  # warm-up: the first meta call of a kind imports and caches
             run()
@@ -191,10 +202,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=21, help="timed calls per tool and model")
     parser.add_argument("--report", type=Path, help="markdown file to write the section into")
+    parser.add_argument("--mode", choices=MODES, default="inference", help="what is timed (a training step once it exists)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
-    rows = measure(args.repeats)
+    rows = measure(args.repeats, args.mode)
     section = markdown(rows, args.repeats, [".venv/bin/python", "benchmarks/" + Path(__file__).name, *sys.argv[1:]])
     print()
     print(section)
