@@ -3,8 +3,8 @@
 torch's meta kernels for batch and layer norm, softmax and element-wise arithmetic are Python
 references that take 0.1-0.5 ms a call (a few ms for softmax), the bulk of a meta forward, and the
 first call of its meta convolution imports torch._dynamo (over a second of a command-line run).
-Outputs here are contiguous tensors of the same shape and dtype as the kernel's; the cost rules
-read nothing else. Ops not listed run their own meta kernel, once per trace for each set of input
+Outputs here have the shape and dtype of the kernel's, element-wise ops' its strides too (those of a
+transposed or sliced operand), the others contiguous; the cost rules read nothing else. Ops not listed run their own meta kernel, once per trace for each set of input
 shapes: :class:`MetaOutputs` answers the repeats (a model repeats its layers) from the first call.
 """
 
@@ -277,6 +277,66 @@ def _layer_norm(args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor, 
     return _empty(x.shape, x.dtype), _empty(stats, x.dtype), _empty(stats, x.dtype)
 
 
+# --- a training step's backward: each gradient has the shape of what it is the gradient of ---------
+
+
+def _like(grad: torch.Tensor, *others: torch.Tensor) -> torch.Tensor | None:
+    """A gradient shaped as ``grad`` and ``others`` (all contiguous, one shape and dtype)."""
+    if not _floats(grad, *others) or any(t.shape != grad.shape or not t.is_contiguous() for t in (grad, *others)):
+        return None
+    return _empty(grad.shape, grad.dtype)
+
+
+def _pointwise_backward(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    # threshold_backward(grad_output, self, threshold), hardtanh_backward(grad_output, self, min, max), ...
+    if kwargs or not isinstance(args[1], torch.Tensor):
+        return None
+    return _like(args[0], args[1])
+
+
+def _input_like_backward(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    # max_pool2d_with_indices_backward(grad_output, self, ...), _adaptive_avg_pool2d_backward(grad_output, self):
+    # the gradient of the pool's input, shaped as that input.
+    grad, x = args[0], args[1]
+    if kwargs or not _floats(grad, x) or not grad.is_contiguous() or not x.is_contiguous():
+        return None
+    return _empty(x.shape, x.dtype)
+
+
+def _masked(mask: Any, *made: Callable[[], torch.Tensor]) -> tuple | None:
+    if not isinstance(mask, (list, tuple)) or len(mask) != len(made) or not all(isinstance(m, bool) for m in mask):
+        return None
+    return tuple(make() if wanted else None for wanted, make in zip(mask, made, strict=True))
+
+
+def _convolution_backward(args: tuple, kwargs: dict) -> tuple | None:
+    # convolution_backward(grad_output, input, weight, bias_sizes, stride, padding, dilation, transposed,
+    # output_padding, groups, output_mask): the input's, the weight's and the bias's gradients.
+    if kwargs or len(args) != 11 or not isinstance(args[10], (list, tuple)) or len(args[10]) != 3:
+        return None
+    grad, x, w, bias_sizes = args[:4]
+    if not _floats(grad, x, w) or not all(t.is_contiguous() for t in (grad, x, w)) or grad.dim() != x.dim():
+        return None
+    bias = (grad.shape[1],)
+    if args[10][2] and (bias_sizes is None or list(bias_sizes) != list(bias)):
+        return None  # a bias gradient of another size than the output's channels: the kernel decides
+    return _masked(args[10], lambda: _empty(x.shape, x.dtype), lambda: _empty(w.shape, w.dtype), lambda: _empty(bias, grad.dtype))
+
+
+def _batch_norm_backward(args: tuple, kwargs: dict) -> tuple | None:
+    # native_batch_norm_backward(grad_out, input, weight, running_mean, running_var, save_mean,
+    # save_invstd, train, eps, output_mask): the input's, the weight's and the bias's gradients.
+    if kwargs or len(args) != 10:
+        return None
+    grad, x, weight = args[:3]
+    if x.dim() < 2 or not _floats(grad, x) or grad.shape != x.shape or not grad.is_contiguous() or not x.is_contiguous():
+        return None
+    channels = (x.shape[1],)
+    if weight is not None and (weight.shape != channels or weight.dtype != x.dtype):
+        return None
+    return _masked(args[9], lambda: _empty(x.shape, x.dtype), lambda: _empty(channels, x.dtype), lambda: _empty(channels, x.dtype))
+
+
 FAST_META: dict[Any, Callable[[tuple, dict], Any]] = {
     aten.convolution.default: _convolution,
     aten.mean.dim: _mean,
@@ -298,6 +358,12 @@ FAST_META: dict[Any, Callable[[tuple, dict], Any]] = {
     aten.triu.default: _triangle,
     aten.mm.default: _mm,
     aten.native_layer_norm.default: _layer_norm,
+    aten.threshold_backward.default: _pointwise_backward,
+    aten.hardtanh_backward.default: _pointwise_backward,
+    aten.max_pool2d_with_indices_backward.default: _input_like_backward,
+    aten._adaptive_avg_pool2d_backward.default: _input_like_backward,
+    aten.convolution_backward.default: _convolution_backward,
+    aten.native_batch_norm_backward.default: _batch_norm_backward,
 }
 if hasattr(aten, "_safe_softmax"):  # torch >= 2.5: SDPA's softmax, where a fully masked row gives zeros
     FAST_META[aten._safe_softmax.default] = _softmax
