@@ -43,7 +43,7 @@ def test_profile_latency_command_in_json_and_csv(capsys):
     assert sum(t["macs"] for t in latency["types"]) == sum(r["macs"] for r in latency["layers"])
     assert run([*args, "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == ("model,grouping,name,calls,macs,flops,params,activations,bytes_read,bytes_written,median_ms,gmacs_per_s,"
+    assert lines[0] == ("model,grouping,name,calls,macs,flops,params,activations,bytes_read,bytes_written,backward_macs,backward_flops,saved_bytes,memory_bytes,median_ms,gmacs_per_s,"
                         "input,dtype,batch,device,mode,convention,version")
     total = lines[1].split(",")
     assert total[:3] == ["mobilenet_v2:resolution=64", "total", "total"] and float(total[10]) > 0

@@ -220,7 +220,8 @@ class Profile:
     @property
     def conditions(self) -> Conditions:
         """The conditions of every number of this profile (its inputs, batch, device, mode, ...)."""
-        return conditions_of(self.inputs, self.device, self.mode)
+        mode = self.mode if self.training is None else f"train ({self.training.optimizer}, {self.training.precision})"
+        return conditions_of(self.inputs, self.device, mode)
 
     @property
     def row_fields(self) -> tuple[str, ...]:
