@@ -163,10 +163,17 @@ def test_views_and_writes_run_every_time_and_share_their_inputs_storage():
     x = meta(2, 3, 4)
     for op, args in [(aten.view.default, (x, [6, 4])), (aten._unsafe_view.default, (x, [6, 4])), (aten.t.default, (meta(3, 4),)),
                      (aten.add_.Tensor, (x, 1.0)), (aten.transpose.int, (x, 0, 1))]:
-        for _ in range(2):
-            out, signature = outputs.run(op, args, {}, [args[0]])
-            assert signature is None
-            assert out.untyped_storage()._cdata == args[0].untyped_storage()._cdata
+        (first, signature), (again, same) = outputs.run(op, args, {}, [args[0]]), outputs.run(op, args, {}, [args[0]])
+        assert signature == same is not None  # the tracer measures the call once
+        assert first.untyped_storage()._cdata == again.untyped_storage()._cdata == args[0].untyped_storage()._cdata
+        assert (first is args[0]) == (op == aten.add_.Tensor) and (again is not first or op == aten.add_.Tensor)
+
+
+def test_nothing_is_remembered_on_a_real_device():
+    outputs = MetaOutputs()
+    x = torch.ones(2, 3)
+    out, signature = outputs.run(aten.mul.Tensor, (x, 2.0), {}, [x])
+    assert signature is None and out.tolist() == [[2.0] * 3] * 2
 
 
 def test_a_signature_tells_apart_what_decides_the_output():

@@ -415,8 +415,9 @@ class MetaOutputs:
     an argument run every time: the tracer follows storages. One instance per trace, so that a
     trace's time does not depend on what an earlier trace ran.
 
-    The signature :meth:`run` returns decides everything the tracer records about the call but the
-    storages: on meta a cost rule sees shapes and dtypes only, so the tracer measures a signature once.
+    The signature :meth:`run` returns (views and writes included) decides everything the tracer
+    records about the call but its storages: on meta a cost rule sees shapes and dtypes only, so
+    the tracer measures a signature once.
     """
 
     def __init__(self) -> None:
@@ -424,18 +425,17 @@ class MetaOutputs:
         self._always_run: dict[Any, bool] = {}  # per op: views and writes
 
     def run(self, func: Any, args: tuple, kwargs: dict, tensors: list[torch.Tensor]) -> tuple[Any, tuple | None]:
-        """The op's output, and its signature where the output is a function of it alone (a new
-        meta tensor: not a view, not a write, not on a real device); else None."""
+        """The op's output, and its signature on meta (None on a real device, or for an argument
+        that is not plain data): what decides its output's metadata and everything a rule reads."""
+        if not all(t.is_meta for t in tensors):
+            return func(*args, **kwargs), None
         always = self._always_run.get(func)
         if always is None:
             always = self._always_run[func] = _aliases_or_writes(func)
-        if always or not all(t.is_meta for t in tensors):
-            out = fast_meta_output(func, args, kwargs, tensors)
-            return (func(*args, **kwargs) if out is None else out), None
         key = _signature(func, args, kwargs)
-        if key is None:
+        if always or key is None:  # a view or a write: run, for the storage it returns
             out = fast_meta_output(func, args, kwargs, tensors)
-            return (func(*args, **kwargs) if out is None else out), None
+            return (func(*args, **kwargs) if out is None else out), key
         spec = self._outputs.get(key, _UNSEEN)
         if spec is not _UNSEEN:
             if spec is None:  # not rebuilt from shapes: the kernel again
@@ -448,8 +448,8 @@ class MetaOutputs:
         spec = _spec_of(out, {t.untyped_storage()._cdata for t in tensors})
         if spec is _ALIASES:  # _unsafe_view and the like: a view with no alias annotation
             self._always_run[func] = True
-            return out, None
-        self._outputs[key] = spec
+        else:
+            self._outputs[key] = spec
         return out, key
 
 
