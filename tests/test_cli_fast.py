@@ -55,7 +55,7 @@ COMPLETIONS = [
     ({"_ARCHPROF_COMPLETE": "complete_bash", "COMP_WORDS": "archprof profile mobilenet", "COMP_CWORD": "2"},
      ["mobilenet_v1", "mobilenet_v2"]),
     ({"_ARCHPROF_COMPLETE": "complete_bash", "COMP_WORDS": "archprof compare resnet50 resnet1", "COMP_CWORD": "3"},
-     ["resnet101", "resnet152", "resnet18"]),
+     ["resnet18", "resnet101", "resnet152"]),  # natural order, as `archprof list`
     ({"_ARCHPROF_COMPLETE": "complete_bash", "COMP_WORDS": "archprof detector ", "COMP_CWORD": "2"}, ["fcos", "retinanet"]),
 ]
 

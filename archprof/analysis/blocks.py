@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from archprof.analysis.profile import Conditions, profile
-from archprof.architectures.base import check_positive_int
+from archprof.architectures.configs import check_positive_int
+from archprof.architectures.layers import ConvNormAct
 from archprof.architectures.mobilenet_v1 import DepthwiseSeparable
 from archprof.architectures.mobilenet_v2 import InvertedResidual
 from archprof.architectures.registry import build_model
@@ -53,11 +54,8 @@ class BlockShapes:
     kernel: int = 3
 
 
-class StandardConv(nn.Sequential):
+class StandardConv(ConvNormAct):
     archprof_block = "StandardConv"
-
-    def __init__(self, c: int, c_out: int, stride: int, k: int) -> None:
-        super().__init__(nn.Conv2d(c, c_out, k, stride, k // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
 @cache
@@ -97,7 +95,7 @@ def compare_blocks(shapes: BlockShapes | None = None) -> BlockComparison:
     try:
         with torch.device("meta"):  # shapes are all a trace needs: no weight memory at any width
             blocks = [
-        ("StandardConv", f"conv {k}x{k}, BN, ReLU", StandardConv(c, n, st, k),
+        ("StandardConv", f"conv {k}x{k}, BN, ReLU", StandardConv(c, n, k, st),
          k * k * c * n * ho * ho, "Dk^2 * M * N * Df^2"),
         ("DepthwiseSeparable", f"dw {k}x{k}, BN, ReLU, conv 1x1, BN, ReLU", DepthwiseSeparable(c, n, st),
          k * k * c * ho * ho + c * n * ho * ho, "Dk^2 * M * Df^2 + M * N * Df^2"),
@@ -106,7 +104,7 @@ def compare_blocks(shapes: BlockShapes | None = None) -> BlockComparison:
          "h * w * d' * t * (d' + k^2 + d'')"),
         ("Bottleneck", "conv 1x1 to C'/4, conv 3x3, conv 1x1", Bottleneck(c, b, n, st, bn, False, 1, None),
          h * h * c * b + ho * ho * (9 * b * b + b * n) + project, "h * w * (C * b + 9 * b^2 + b * C') + shortcut"),
-        ("BasicBlock", "conv 3x3, conv 3x3", BasicBlock(c, n, n, st, bn, False, 1, None),
+        ("BasicBlock", "conv 3x3, conv 3x3", BasicBlock(c, n, st, bn, None),
          ho * ho * 9 * (c * n + n * n) + project, "h * w * 9 * (C * C' + C'^2) + shortcut"),
             ]
     except (RuntimeError, OverflowError) as err:

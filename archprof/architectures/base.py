@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
@@ -18,7 +19,7 @@ class Architecture(nn.Module, abc.ABC):
     every leaf layer's output is materialized.
     """
 
-    config: dict
+    config: Any  # its configuration dataclass (configs.py), or a dict: Profile.config field by field
     resolution: int
 
     @property
@@ -41,15 +42,3 @@ class Architecture(nn.Module, abc.ABC):
         if any(p.is_meta for p in self.parameters()):
             return
         self.apply(init)
-
-
-def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def check_choice(name: str, value: object, choices: tuple) -> object:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
-    return value

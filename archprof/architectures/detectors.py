@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archprof.architectures.base import Architecture, check_choice, check_positive_int
+from archprof.architectures.base import Architecture
+from archprof.architectures.configs import check_choice, check_positive_int
 from archprof.architectures.fpn import BACKBONE_LEVELS, EXTRA_FROM, FPN
 from archprof.architectures.norm import group_norm
 from archprof.architectures.registry import build_model, register_model

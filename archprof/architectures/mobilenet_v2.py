@@ -1,4 +1,5 @@
-"""MobileNet V2 (Sandler et al. 2018, arXiv:1801.04381) with the seed's InvertedResidual/ConvBNReLU.
+"""MobileNet V2 (Sandler et al. 2018, arXiv:1801.04381) with the seed's InvertedResidual/ConvBNReLU
+(here ``ConvNormAct`` with ReLU6).
 
 Module names follow torchvision's ``mobilenet_v2`` (``features.1.conv.0.0``, ``classifier.1``) so
 its checkpoints load.
@@ -6,11 +7,15 @@ its checkpoints load.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
 
-from archprof.architectures.base import Architecture, check_positive_int
-from archprof.architectures.registry import register_model
+from archprof.architectures.base import Architecture
+from archprof.architectures.configs import MobileNetV2Config
+from archprof.architectures.layers import ConvNormAct, make_divisible, stages_by_stride
+from archprof.architectures.registry import register_builtins
 
 # The paper's Table 2: expansion t, output channels c, repeats n, first stride s.
 INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
@@ -23,24 +28,7 @@ INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
     (6, 320, 1, 1),
 )
 LAST_CHANNELS = 1280
-STAGE_OF_STRIDE = {2: "stage1", 4: "stage2", 8: "stage3", 16: "stage4", 32: "stage5"}
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """Round to a multiple of ``divisor``, never below 90 % of ``value`` (torchvision, TF-slim)."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * value:
-        rounded += divisor
-    return rounded
-
-
-class ConvBNReLU(nn.Sequential):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, groups: int = 1) -> None:
-        super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU6(inplace=True),
-        )
+conv_bn_relu6 = partial(ConvNormAct, activation=nn.ReLU6)  # every activation is ReLU6 (the paper's section 3.1)
 
 
 class InvertedResidual(nn.Module):
@@ -56,9 +44,9 @@ class InvertedResidual(nn.Module):
         self.use_res_connect = stride == 1 and in_channels == out_channels
         layers: list[nn.Module] = []
         if expand_ratio != 1:
-            layers.append(ConvBNReLU(in_channels, hidden, kernel_size=1))
+            layers.append(conv_bn_relu6(in_channels, hidden, kernel_size=1))
         layers += [
-            ConvBNReLU(hidden, hidden, stride=stride, groups=hidden),
+            conv_bn_relu6(hidden, hidden, stride=stride, groups=hidden),
             nn.Conv2d(hidden, out_channels, 1, bias=False),
             nn.BatchNorm2d(out_channels),
         ]
@@ -84,19 +72,16 @@ class MobileNetV2(Architecture):
     1x1 conv, pool or classifier; the forward returns the last block's output at strides 4, 8, 16
     and 32 (the seed's ``return_features_indices`` [3, 6, 13, 17])."""
 
-    def __init__(self, width: float = 1.0, resolution: int = 224, num_classes: int = 1000, backbone: bool = False) -> None:
+    def __init__(self, config: MobileNetV2Config | None = None) -> None:
         super().__init__()
-        if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 4:
-            raise ValueError(f"width must be a number in (0, 4], got {width!r}")
-        check_positive_int("resolution", resolution, 32)
-        check_positive_int("num_classes", num_classes)
-        self.config = dict(width=width, resolution=resolution, num_classes=num_classes, backbone=backbone)
-        self.resolution = resolution
-        self.backbone = backbone
+        self.config = config = config or MobileNetV2Config()
+        self.resolution = config.resolution
+        self.backbone = backbone = config.backbone
+        width = config.width
         channels = make_divisible(32 * width)
         # Below width 1.0 the last conv keeps its 1280 channels (the paper's section 6.1).
         last = make_divisible(LAST_CHANNELS * max(1.0, width))
-        features: list[nn.Module] = [ConvBNReLU(3, channels, stride=2)]
+        features: list[nn.Module] = [conv_bn_relu6(3, channels, stride=2)]
         self.block_strides: list[int] = []
         stride = 2
         for t, c, n, s in INVERTED_RESIDUAL_SETTING:
@@ -112,19 +97,16 @@ class MobileNetV2(Architecture):
         self.return_features = tuple(last_at_stride[s] for s in (4, 8, 16, 32)) if backbone else ()
         self.feature_channels = tuple(features[i].conv[-2].out_channels for i in self.return_features)
         if not backbone:
-            features.append(ConvBNReLU(channels, last, kernel_size=1))
+            features.append(conv_bn_relu6(channels, last, kernel_size=1))
         self.features = nn.Sequential(*features)
         if not backbone:
             self.avgpool = nn.AdaptiveAvgPool2d(1)
             self.flatten = nn.Flatten(1)
-            self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(last, num_classes))
+            self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(last, config.num_classes))
         self.initialize(init_weights)
 
     def stage_modules(self) -> dict[str, tuple[str, ...]]:
-        stages: dict[str, tuple[str, ...]] = {"stem": ("features.0",)}
-        for i, stride in enumerate(self.block_strides, start=1):
-            name = STAGE_OF_STRIDE[stride]
-            stages[name] = stages.get(name, ()) + (f"features.{i}",)
+        stages = {"stem": ("features.0",), **stages_by_stride(self.block_strides, 1)}
         if not self.backbone:
             stages["head"] = (f"features.{len(self.features) - 1}", "avgpool", "flatten", "classifier")
         return stages
@@ -149,6 +131,4 @@ class MobileNetV2(Architecture):
         return features
 
 
-@register_model("mobilenet_v2", "MobileNet V2 (paper Table 2, torchvision layout); width multiplier, resolution, detection backbone")
-def mobilenet_v2(*, width: float = 1.0, resolution: int = 224, num_classes: int = 1000, backbone: bool = False) -> MobileNetV2:
-    return MobileNetV2(width=width, resolution=resolution, num_classes=num_classes, backbone=backbone)
+register_builtins(MobileNetV2Config, MobileNetV2)

@@ -1,12 +1,13 @@
 """One registry of architectures: ``build_model(name, **options)`` over builder functions.
 
-Each builder declares its options and their defaults in its own signature, beside the model it
-builds (timm's ``create_model`` pattern); the registry only validates names and forwards options.
+Each builder declares its options and their defaults: a built-in one as its configuration dataclass
+(``archprof/architectures/configs.py``), a user's in its own keyword-only signature (timm's
+``create_model`` pattern); the registry only validates names and forwards options.
 
-The built-in models are also described here, as data (``BUILTIN_MODELS``), so that naming and
-listing them (``archprof list``, the command line's help and completion) imports neither torch nor
-the architecture modules; a module is imported when one of its models is built. Registering a
-built-in whose description or defaults differ from its row here is an error, so the two cannot drift.
+The built-in models are catalogued in ``configs.BUILTIN_MODELS`` (their configuration, description
+and module), which imports no torch: naming and listing them (``archprof list``, the command
+line's help and completion) imports no architecture module, and building one imports its module,
+whose ``register_builtins`` registers every model the catalogue gives it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from archprof.architectures.configs import BUILTIN_MODELS, BuiltinModel
 
 if TYPE_CHECKING:
     import torch
@@ -37,57 +41,6 @@ class ModelEntry(ModelInfo):
     builder: Callable[..., nn.Module] | None = None
 
 
-@dataclass(frozen=True)
-class BuiltinModel:
-    module: str  # the module whose @register_model registers it
-    description: str
-    defaults: dict[str, Any]
-
-
-_RESNET_DEFAULTS = dict(
-    norm="bn", stride_in_1x1=False, groups=1, width_per_group=64, dcn_stages=(), modulated_dcn=False,
-    deformable_groups=1, freeze_at=0, stages="C5", backbone=False, num_classes=1000, resolution=224,
-)
-_RESNET_OPTIONS = "seed-backbone options: norm, stride_in_1x1, ResNeXt groups, deformable stages, C4/C5/FPN"
-_DETECTOR_DEFAULTS = dict(
-    preset="seed", backbone="resnet50", backbone_options=None, levels="P3-P7", extra_from="p5", head_channels=256,
-    head_depth=4, norm="gn", num_classes=None,
-)
-_PRESETS = "preset 'seed' (the FCOS code base) or 'torchvision' ({}); None: as the preset sets it"
-
-BUILTIN_MODELS: dict[str, BuiltinModel] = {
-    "fcos": BuiltinModel(
-        "archprof.architectures.detectors",
-        "FCOS: backbone + FPN + shared GN towers with class, box and centerness outputs per level; "
-        + _PRESETS.format("fcos_resnet50_fpn"),
-        {**_DETECTOR_DEFAULTS, "centerness": None, "scales": None, "box_activation": None, "resolution": (800, 1333)},
-    ),
-    "mobilenet_v1": BuiltinModel(
-        "archprof.architectures.mobilenet_v1",
-        "MobileNet V1 (paper Table 1); width multiplier alpha, resolution multiplier",
-        dict(width=1.0, resolution=224, num_classes=1000),
-    ),
-    "mobilenet_v2": BuiltinModel(
-        "archprof.architectures.mobilenet_v2",
-        "MobileNet V2 (paper Table 2, torchvision layout); width multiplier, resolution, detection backbone",
-        dict(width=1.0, resolution=224, num_classes=1000, backbone=False),
-    ),
-    **{
-        f"resnet{depth}": BuiltinModel(
-            "archprof.architectures.resnet", f"ResNet-{depth} ({block}s {counts}); {_RESNET_OPTIONS}", _RESNET_DEFAULTS
-        )
-        for depth, block, counts in [
-            (18, "basicblock", [2, 2, 2, 2]), (34, "basicblock", [3, 4, 6, 3]), (50, "bottleneck", [3, 4, 6, 3]),
-            (101, "bottleneck", [3, 4, 23, 3]), (152, "bottleneck", [3, 8, 36, 3]),
-        ]
-    },
-    "retinanet": BuiltinModel(
-        "archprof.architectures.detectors",
-        "RetinaNet: backbone + FPN + shared towers with A x classes and A x 4 outputs per level; "
-        + _PRESETS.format("retinanet_resnet50_fpn"),
-        {**_DETECTOR_DEFAULTS, "extra_from": None, "norm": "none", "num_anchors": 9, "resolution": (800, 1333)},
-    ),
-}
 _BUILTIN_MODULES = {model.module for model in BUILTIN_MODELS.values()}
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -115,19 +68,44 @@ def _check_builtin(name: str, description: str, defaults: dict[str, Any], module
     builtin = BUILTIN_MODELS.get(name)
     if builtin is None:
         if module in _BUILTIN_MODULES:
-            raise RuntimeError(f"built-in model {name!r} has no row in BUILTIN_MODELS (archprof/architectures/registry.py)")
+            raise RuntimeError(f"built-in model {name!r} has no row in BUILTIN_MODELS (archprof/architectures/configs.py)")
         return
     if (description, defaults) != (builtin.description, builtin.defaults):
         raise RuntimeError(
             f"built-in model {name!r} is registered with description {description!r} and defaults {defaults}; "
-            f"its row in BUILTIN_MODELS (archprof/architectures/registry.py) says {builtin.description!r} and "
+            f"its row in BUILTIN_MODELS (archprof/architectures/configs.py) says {builtin.description!r} and "
             f"{builtin.defaults}: make them agree"
         )
 
 
+def register_builtins(config: type, builder: Callable[[Any], nn.Module]) -> None:
+    """Register each built-in model whose row in ``BUILTIN_MODELS`` takes ``config``: its options are
+    the configuration's fields (less those its name fixes), and ``builder`` takes the configuration."""
+    for name, row in BUILTIN_MODELS.items():
+        if row.config is config:
+            register_model(name, row.description)(_config_builder(name, row, builder))
+
+
+def _config_builder(name: str, row: BuiltinModel, builder: Callable[[Any], nn.Module]) -> Callable[..., nn.Module]:
+    def build(**options: Any) -> nn.Module:
+        return builder(row.config(**row.fixed, **options))
+
+    build.__name__ = build.__qualname__ = name
+    build.__module__ = builder.__module__
+    build.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in row.defaults.items()]
+    )
+    return build
+
+
+def natural_key(name: str) -> list[str | int]:
+    """``resnet18`` before ``resnet101``: the digit runs of a name compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def list_models() -> list[str]:
-    """The names of every registered architecture, sorted (without importing any of them)."""
-    return sorted({*BUILTIN_MODELS, *_REGISTRY})
+    """The names of every registered architecture in natural order (without importing any of them)."""
+    return sorted({*BUILTIN_MODELS, *_REGISTRY}, key=natural_key)
 
 
 def model_info(name: str) -> ModelInfo:

@@ -16,6 +16,7 @@ import typer
 
 from archprof.analysis.training import MODES, OPTIMIZER_STATES, PRECISIONS
 from archprof.architectures import list_models, model_info
+from archprof.architectures.configs import DEPTHS, ResNetConfig
 from archprof.cli.guard import UserCodeExit, user_code_guard
 from archprof.rendering.output import OutputError, check_writable, emit, results
 
@@ -672,21 +673,51 @@ def profile_command(
     render_models(profiles, groupings, fmt, output, unit, raw, layer_depth, latencies, layout=layout)
 
 
+def options_of(config: type) -> Callable[[Callable], Callable]:
+    """The command's first parameter, a dict of ``config``'s options, becomes one option per field
+    of the configuration dataclass (configs.py): its name, type, default and help come from the
+    field and its metadata, so the command line keeps no copy of an architecture's options.
+    Options the command line does not read as they are (``--dcn-stages 3,4,5``) are parsed here;
+    an optional one left out is not passed (the configuration's default applies)."""
+    import inspect
+
+    from archprof.architectures.configs import cli_options
+
+    options = cli_options(config)
+
+    def decorate(command: Callable) -> Callable:
+        signature = inspect.signature(command, eval_str=True)
+        derived = [
+            inspect.Parameter(o.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=o.default,
+                              annotation=Annotated[o.type, typer.Option(o.flag, help=o.help)])
+            for o in options
+        ]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> Any:
+            given = {}
+            for o in options:
+                value = kwargs.pop(o.name)
+                if o.parse is not None:
+                    parse, looks_like = o.parse
+                    try:
+                        value = parse(value)
+                    except ValueError:
+                        raise UserError(f"{o.flag} {value!r} is not {looks_like}") from None
+                if value is not None:
+                    given[o.name] = value
+            return command(given, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=[*derived, *list(signature.parameters.values())[1:]])  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
 @reports_user_errors
+@options_of(ResNetConfig)
 def resnet_command(
-    depth: Annotated[int, typer.Option("--depth", help="18, 34, 50, 101 or 152.")] = 50,
-    stride_in_1x1: Annotated[bool, typer.Option("--stride-in-1x1/--stride-in-3x3", help="MSRA stride placement (the seed's default) or torchvision's v1.5.")] = False,
-    norm: Annotated[str, typer.Option("--norm", help="bn, frozen_bn or gn.")] = "bn",
-    groups: Annotated[int, typer.Option("--groups", help="ResNeXt cardinality.")] = 1,
-    width_per_group: Annotated[int, typer.Option("--width-per-group", help="ResNeXt width per group.")] = 64,
-    stages: Annotated[str, typer.Option("--stages", help="C4, C5 or FPN.")] = "C5",
-    dcn_stages: Annotated[str, typer.Option("--dcn-stages", help="Stages (2-5) with deformable 3x3 convs, e.g. 3,4,5.")] = "",
-    modulated_dcn: Annotated[bool, typer.Option("--modulated-dcn", help="Modulated deformable convs (DCNv2).")] = False,
-    deformable_groups: Annotated[int, typer.Option("--deformable-groups", help="Offset groups of each deformable conv (the seed's DEFORMABLE_GROUPS); with --dcn-stages.")] = 1,
-    freeze_at: Annotated[int, typer.Option("--freeze-at", help="Freeze the stem and stages up to N (the seed's FREEZE_CONV_BODY_AT).")] = 0,
-    backbone: Annotated[bool, typer.Option("--backbone", help="Stage features only: no pooling, no fc.")] = False,
-    resolution: Annotated[int | None, typer.Option("--resolution", help="Input height and width (default 224).")] = None,
-    num_classes: Annotated[int | None, typer.Option("--num-classes", help="Classifier outputs (default 1000).")] = None,
+    options: dict[str, Any],
     batch: BatchOption = None,
     per_stage: PerStage = False,
     per_block: PerBlock = False,
@@ -729,28 +760,18 @@ def resnet_command(
     if output is not None:
         check_writable(output)
     check_plot(plot)
-    try:
-        dcn = [int(s) for s in dcn_stages.replace("+", ",").split(",") if s.strip()]
-    except ValueError:
-        raise UserError(f"--dcn-stages {dcn_stages!r} is not a list of stage numbers like 3,4,5") from None
-    if backbone and num_classes is not None:
+    if options["backbone"] and "num_classes" in options:
         raise UserError("--num-classes sets the classifier, which --backbone leaves out: give one")
-    if resolution is not None and (input_shape is not None or inputs):
+    if "resolution" in options and (input_shape is not None or inputs):  # an --input sets the size instead
         raise UserError("--resolution sets the input size: give it or --input/--input-shape, not both")
-    options: dict[str, Any] = dict(
-        norm=norm, stride_in_1x1=stride_in_1x1, groups=groups, width_per_group=width_per_group, stages=stages,
-        dcn_stages=dcn, modulated_dcn=modulated_dcn, deformable_groups=deformable_groups, freeze_at=freeze_at,
-        backbone=backbone, num_classes=1000 if num_classes is None else num_classes,
-    )
-    if resolution is not None:  # else the builder's default; an --input sets the size instead
-        options["resolution"] = resolution
     from archprof.architectures.spec import ModelSpec
 
+    depth = options.pop("depth")
     name = f"resnet{depth}"
-    if name not in list_models():
-        raise UserError(f"--depth must be one of 18, 34, 50, 101, 152, got {depth}")
+    if depth not in DEPTHS:
+        raise UserError(f"--depth must be one of {', '.join(map(str, DEPTHS))}, got {depth}")
     defaults = model_info(name).defaults
-    changed = {k: v for k, v in options.items() if v != defaults[k] and not (k == "dcn_stages" and not v)}
+    changed = {k: v for k, v in options.items() if v != defaults[k]}
     label = name + (":" + ",".join(f"{k}={_spec_value(v)}" for k, v in changed.items()) if changed else "")
     spec = ModelSpec(label, name, options)
     choice = InputChoice(inputs, input_shape, batch, seed=seed, max_memory=max_memory, mode=mode.value,
@@ -766,7 +787,7 @@ def resnet_command(
 def _spec_value(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return "[" + ",".join(map(str, value)) + "]"
     return str(value)
 
