@@ -164,10 +164,10 @@ def test_the_shared_head_is_one_set_of_parameters_run_on_every_level():
 
 def test_presets_set_the_code_bases_options():
     seed, tv = (archprof.build_model("fcos", preset=preset, device="meta") for preset in ("seed", "torchvision"))
-    assert seed.config["backbone_options"] == {"norm": "frozen_bn", "stride_in_1x1": True, "freeze_at": 2}
-    assert tv.config["backbone_options"] == {"norm": "frozen_bn", "stride_in_1x1": False, "freeze_at": 2}
-    assert (seed.config["num_classes"], tv.config["num_classes"]) == (80, 91)
-    assert (seed.config["centerness"], tv.config["centerness"]) == ("cls", "reg")
+    assert seed.config.backbone_options == {"norm": "frozen_bn", "stride_in_1x1": True, "freeze_at": 2}
+    assert tv.config.backbone_options == {"norm": "frozen_bn", "stride_in_1x1": False, "freeze_at": 2}
+    assert (seed.config.num_classes, tv.config.num_classes) == (80, 91)
+    assert (seed.config.centerness, tv.config.centerness) == ("cls", "reg")
     assert seed.backbone.layer2[0].conv1.stride == (2, 2) and tv.backbone.layer2[0].conv2.stride == (2, 2)
     assert not any(p.requires_grad for p in seed.backbone.layer1.parameters())  # FREEZE_CONV_BODY_AT 2
     assert all(p.requires_grad for p in seed.backbone.layer2.parameters())
@@ -175,7 +175,7 @@ def test_presets_set_the_code_bases_options():
     assert archprof.build_model("retinanet", device="meta").neck.P6.conv.in_channels == 2048  # from C5
     assert archprof.build_model("retinanet", preset="torchvision", device="meta").neck.P6.conv.in_channels == 256
     explicit = archprof.build_model("fcos", preset="torchvision", centerness="cls", device="meta")
-    assert explicit.config["centerness"] == "cls"  # an option given overrides the preset
+    assert explicit.config.centerness == "cls"  # an option given overrides the preset
     assert seed.default_input_shape == (1, 3, 800, 1333)
 
 

@@ -15,10 +15,11 @@ naming and listing them imports no architecture module; building one imports its
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 
 def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
@@ -194,6 +195,141 @@ class MobileNetV2Config(MobileNetV1Config):
     backbone: bool = option(False, "The seed's detection body: features at strides 4 to 32, no last conv, pool or classifier.")
 
 
+# Detectors ---------------------------------------------------------------------------------------
+
+BACKBONES = ("resnet50", "resnet101", "resnet152", "mobilenet_v2")
+BACKBONE_LEVELS = (2, 3, 4, 5)  # C2..C5: the backbone's stages at strides 4..32
+MAX_LEVEL = 7
+EXTRA_FROM = ("c5", "p5")  # the input of P6
+PRESET_NAMES = ("seed", "torchvision")
+HEAD_NORMS = ("gn", "none")
+CENTERNESS_ON = ("cls", "reg")
+BOX_ACTIVATIONS = ("exp", "relu")
+DEFAULT_INPUT = (800, 1333)  # the papers' test scale: shorter side 800, longer side at most 1333
+
+# The options each preset sets; ``None`` in a configuration means "as the preset sets it".
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "fcos": {
+        # NUM_CLASSES 81 counts the background; CENTERNESS_ON_REG False; per-level Scale; exp(box).
+        "seed": dict(num_classes=80, centerness="cls", scales=True, box_activation="exp"),
+        # FCOSRegressionHead: centerness from the regression tower, relu(box), no scales; COCO's 91 ids.
+        "torchvision": dict(num_classes=91, centerness="reg", scales=False, box_activation="relu"),
+    },
+    "retinanet": {
+        "seed": dict(num_classes=80, extra_from="c5"),  # RETINANET.USE_C5 True
+        "torchvision": dict(num_classes=91, extra_from="p5"),  # LastLevelP6P7(256, 256): P6 from P5
+    },
+}
+# The backbone options each preset gives a ResNet; a MobileNetV2 keeps its own (the seed trains
+# its batch norms, and torchvision has no MobileNetV2 FCOS or RetinaNet).
+RESNET_PRESETS: dict[str, dict[str, Any]] = {
+    # StemWithFixedBatchNorm / BottleneckWithFixedBatchNorm, STRIDE_IN_1X1 True, FREEZE_CONV_BODY_AT 2
+    "seed": dict(norm="frozen_bn", stride_in_1x1=True, freeze_at=2),
+    # FrozenBatchNorm2d with pretrained weights, the v1.5 stride, trainable_backbone_layers=3
+    "torchvision": dict(norm="frozen_bn", stride_in_1x1=False, freeze_at=2),
+}
+SET_BY_DETECTOR = ("backbone", "stages")  # backbone options the detector itself sets
+
+
+def parse_levels(levels: object) -> tuple[int, ...]:
+    """``"P3-P7"`` or consecutive level numbers such as ``(3, 4, 5, 6, 7)``."""
+    if isinstance(levels, str):
+        match = re.fullmatch(r"\s*[Pp](\d+)\s*-\s*[Pp](\d+)\s*", levels)
+        if not match:
+            raise ValueError(f"levels must be like 'P3-P7' or (3, 4, 5, 6, 7), got {levels!r}")
+        levels = tuple(range(int(match[1]), int(match[2]) + 1))
+    if not isinstance(levels, Sequence) or not levels or any(isinstance(v, bool) or not isinstance(v, int) for v in levels):
+        raise ValueError(f"levels must be like 'P3-P7' or (3, 4, 5, 6, 7), got {levels!r}")
+    levels = tuple(levels)
+    if levels != tuple(range(levels[0], levels[0] + len(levels))):
+        raise ValueError(f"levels must be consecutive, got {list(levels)}")
+    if levels[0] < BACKBONE_LEVELS[0] or levels[0] > BACKBONE_LEVELS[-1] or levels[-1] > MAX_LEVEL:
+        raise ValueError(f"levels must start at P2..P5 and end at P7 or below, got P{levels[0]}-P{levels[-1]}")
+    return levels
+
+
+def parse_input_size(resolution: object) -> tuple[int, int]:
+    if isinstance(resolution, (tuple, list)) and len(resolution) == 2:
+        return (check_positive_int("resolution height", resolution[0], 32), check_positive_int("resolution width", resolution[1], 32))
+    if isinstance(resolution, int) and not isinstance(resolution, bool):
+        size = check_positive_int("resolution", resolution, 32)
+        return (size, size)
+    raise ValueError(f"resolution must be a size >= 32 or (height, width), got {resolution!r}")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """What FCOS and RetinaNet share. ``None`` is "as the preset sets it": the configuration holds
+    the options resolved (the preset's where none is given, levels and size normalized), which the
+    model's config and its profile show."""
+
+    kind: ClassVar[str]  # its row of PRESETS
+
+    preset: str = option("seed", "seed (the FCOS code base's configs, the default) or torchvision (its *_resnet50_fpn models).")
+    backbone: str = option("resnet50", choices=BACKBONES)
+    backbone_options: dict[str, Any] | None = option(None, "The backbone's own options (a ResNet's: after the preset's).")
+    levels: str | tuple[int, ...] = option("P3-P7", "Pyramid levels, e.g. P3-P7.")
+    extra_from: str | None = option("p5", "The input of P6: c5 or p5.")
+    head_channels: int = option(256, "Channels of the FPN outputs and the head's towers.")
+    head_depth: int = option(4, "3x3 convs in each head tower.")
+    norm: str = option("gn", "The head towers' norm: gn or none.")
+    num_classes: int | None = option(None, "Classes scored (the seed's 80, torchvision's 91 COCO ids).")
+
+    def __post_init__(self) -> None:
+        check_choice("preset", self.preset, PRESET_NAMES)
+        preset = PRESETS[self.kind][self.preset]
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) is None and f.name in preset:
+                object.__setattr__(self, f.name, preset[f.name])
+        object.__setattr__(self, "levels", parse_levels(self.levels))
+        object.__setattr__(self, "resolution", parse_input_size(self.resolution))  # type: ignore[attr-defined]
+        check_positive_int("head_channels", self.head_channels)
+        check_positive_int("head_depth", self.head_depth, 0)
+        check_positive_int("num_classes", self.num_classes)
+        check_choice("extra_from", self.extra_from, EXTRA_FROM)
+        check_choice("norm", self.norm, HEAD_NORMS)
+        check_choice("backbone", self.backbone, BACKBONES)
+        options = {} if self.backbone_options is None else self.backbone_options
+        if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+            raise ValueError(f"backbone_options must be a dict of option names to values, got {options!r}")
+        fixed = sorted(set(options) & set(SET_BY_DETECTOR))
+        if fixed:
+            raise ValueError(f"backbone_options may not set {', '.join(fixed)}: the detector takes every stage's features itself")
+        resolved = {**(RESNET_PRESETS[self.preset] if self.backbone.startswith("resnet") else {}), **options}
+        object.__setattr__(self, "backbone_options", resolved)
+
+
+@dataclass(frozen=True)
+class FCOSConfig(DetectorConfig):
+    kind: ClassVar[str] = "fcos"
+
+    centerness: str | None = option(None, "Centerness from the classification (cls) or the regression (reg) tower.")
+    scales: bool | None = option(None, "The seed's learnable scale of each level's box distances.")
+    box_activation: str | None = option(None, "exp (the paper, the seed) or relu (torchvision) of the box distances.")
+    resolution: int | tuple[int, int] = option(DEFAULT_INPUT, "The input's size, or (height, width).")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("centerness", self.centerness, CENTERNESS_ON)
+        check_choice("box_activation", self.box_activation, BOX_ACTIVATIONS)
+        if not isinstance(self.scales, bool):
+            raise ValueError(f"scales must be True or False, got {self.scales!r}")
+
+
+@dataclass(frozen=True)
+class RetinaNetConfig(DetectorConfig):
+    kind: ClassVar[str] = "retinanet"
+
+    extra_from: str | None = option(None, "The input of P6: c5 or p5.")
+    norm: str = option("none", "The head towers' norm: gn or none.")
+    num_anchors: int = option(9, "Anchors per position: 3 scales per octave x 3 aspect ratios, in both code bases.")
+    resolution: int | tuple[int, int] = option(DEFAULT_INPUT, "The input's size, or (height, width).")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive_int("num_anchors", self.num_anchors)
+
+
 # The catalogue of built-in models ----------------------------------------------------------------
 
 
@@ -201,20 +337,15 @@ class MobileNetV2Config(MobileNetV1Config):
 class BuiltinModel:
     module: str  # the module that registers its builder (register_builtins)
     description: str
-    config: type | None = None  # the configuration its builder takes; None: the builder's own signature
+    config: type  # the configuration its builder takes
     fixed: dict[str, Any] = dataclasses.field(default_factory=dict)  # config fields its name sets
-    own_defaults: dict[str, Any] = dataclasses.field(default_factory=dict)  # a builder without a config
 
     @property
     def defaults(self) -> dict[str, Any]:
-        return defaults_of(self.config, tuple(self.fixed)) if self.config else dict(self.own_defaults)
+        return defaults_of(self.config, tuple(self.fixed))
 
 
 _RESNET_OPTIONS = "seed-backbone options: norm, stride_in_1x1, ResNeXt groups, deformable stages, C4/C5/FPN"
-_DETECTOR_DEFAULTS = dict(
-    preset="seed", backbone="resnet50", backbone_options=None, levels="P3-P7", extra_from="p5", head_channels=256,
-    head_depth=4, norm="gn", num_classes=None,
-)
 _PRESETS = "preset 'seed' (the FCOS code base) or 'torchvision' ({}); None: as the preset sets it"
 
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
@@ -222,8 +353,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         "archprof.architectures.detectors",
         "FCOS: backbone + FPN + shared GN towers with class, box and centerness outputs per level; "
         + _PRESETS.format("fcos_resnet50_fpn"),
-        own_defaults={**_DETECTOR_DEFAULTS, "centerness": None, "scales": None, "box_activation": None,
-                      "resolution": (800, 1333)},
+        FCOSConfig,
     ),
     "mobilenet_v1": BuiltinModel(
         "archprof.architectures.mobilenet_v1",
@@ -248,7 +378,6 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         "archprof.architectures.detectors",
         "RetinaNet: backbone + FPN + shared towers with A x classes and A x 4 outputs per level; "
         + _PRESETS.format("retinanet_resnet50_fpn"),
-        own_defaults={**_DETECTOR_DEFAULTS, "extra_from": None, "norm": "none", "num_anchors": 9,
-                      "resolution": (800, 1333)},
+        RetinaNetConfig,
     ),
 }

@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-BACKBONE_LEVELS = (2, 3, 4, 5)  # C2..C5: the backbone's stages at strides 4..32
-EXTRA_FROM = ("c5", "p5")
+from archprof.architectures.configs import BACKBONE_LEVELS
 
 
 class LateralLevel(nn.Module):
