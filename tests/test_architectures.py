@@ -227,3 +227,21 @@ def test_bad_names_and_options_raise_value_error_naming_the_choices(name, option
     with pytest.raises(ValueError, match=None) as info:
         archprof.build_model(name, device="meta", **options)
     assert message in str(info.value)
+
+
+def test_the_mobile_nets_and_the_blocks_share_one_conv_norm_activation():
+    # torchvision's Conv2dNormActivation: children 0 (conv, no bias), 1 (batch norm), 2 (activation),
+    # ReLU in MobileNet V1 (the paper's Figure 3) and the blocks' standard conv, ReLU6 in V2 (section 3.1)
+    from archprof.analysis.blocks import StandardConv
+    from archprof.architectures.layers import ConvNormAct
+
+    v1 = archprof.build_model("mobilenet_v1", device="meta")
+    v2 = archprof.build_model("mobilenet_v2", device="meta")
+    standard = StandardConv(32, 64, 3, 2)
+    layers = [v1.stem, v1.features[0].dw, v1.features[0].pw, v2.features[0], v2.features[1].conv[0], v2.features[18], standard]
+    assert all(type(layer) in (ConvNormAct, StandardConv) for layer in layers)
+    assert [type(layer[2]) for layer in layers] == [nn.ReLU] * 3 + [nn.ReLU6] * 3 + [nn.ReLU]
+    assert [name for name, _ in v1.named_modules()][:9] == [
+        "", "stem", "stem.0", "stem.1", "stem.2", "features", "features.0", "features.0.dw", "features.0.dw.0",
+    ]
+    assert (standard[0].padding, standard[0].stride, standard[0].bias) == ((1, 1), (2, 2), None)
