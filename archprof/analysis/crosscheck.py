@@ -572,6 +572,95 @@ class Crosscheck:
         return (peer.actual.get(layer, 0.0) - peer.predicted.get(layer, 0.0)) * peer.factor(self.unit)
 
 
+    def verdicts(self) -> list[Verdict]:
+        """One per tool: archprof (the reference), archprof on meta where it counts differently, then
+        each peer, with its difference from archprof split into what its conventions explain and
+        what nothing explains."""
+        ours = self.archprof_total
+        made = [Verdict("archprof", None, ours, ours, 0, 0, 0, ARCHPROF)]
+        if self.device_gaps:
+            gap = self.meta_total - ours
+            made.append(Verdict("archprof on meta", None, self.meta_total, self.meta_total, gap, gap, 0, DEVICE_GAP,
+                                by_convention(self.device_gaps)))
+        for peer in self.peers:
+            if peer.error is not None:
+                made.append(Verdict(peer.name, peer.unit, None, None, None, None, None, f"{FAILED}: {peer.error}"))
+                continue
+            common = peer.total * peer.factor(self.unit)
+            residual = self.unexplained(peer)
+            made.append(Verdict(peer.name, peer.unit, peer.total, common, common - ours,
+                                sum(sum(d.values()) for d in peer.explained.values()), residual,
+                                EXPLAINED if abs(residual) < TOLERANCE else UNEXPLAINED, by_convention(peer.explained)))
+        return made
+
+    def differing_layers(self) -> list[LayerDifference]:
+        """The layers where a peer that ran, or archprof on meta, counts other than archprof, each
+        with the conventions (and any unexplained part) behind it."""
+        ran = [p for p in self.peers if p.error is None]
+        made = []
+        for name in self.layers():
+            ours = self.archprof.get(name, 0)
+            values = [p.actual.get(name, 0.0) * p.factor(self.unit) for p in ran]
+            gaps = self.device_gaps.get(name, {})
+            if all(abs(v - ours) < TOLERANCE for v in values) and not gaps:
+                continue
+            why = [", ".join(gaps)] if gaps else []
+            for p in ran:
+                parts = [w for w, a in p.explained.get(name, {}).items() if a]
+                if abs(self.unexplained(p, name)) >= TOLERANCE:
+                    parts.append(UNEXPLAINED_PART)
+                if parts:
+                    why.append(f"{p.name}: {', '.join(parts)}")
+            made.append(LayerDifference(name, ours, self.meta.get(name, 0) if self.device_gaps else None,
+                                        dict(zip((p.name for p in ran), values, strict=True)), why))
+        return made
+
+
+# Verdicts, and the tolerance under which a difference (in the common unit) is none: counts are
+# integers, a peer's float total rounds.
+TOLERANCE = 0.5
+ARCHPROF = "-"
+DEVICE_GAP = "archprof's own: counts differ by device"
+EXPLAINED = "all explained"
+UNEXPLAINED = "UNEXPLAINED difference"
+UNEXPLAINED_PART = "UNEXPLAINED"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One tool's total beside archprof's, in the common unit, and what explains the difference."""
+
+    tool: str
+    unit: str | None  # the unit the tool reports in; None: archprof's own rows, in the common unit
+    reported: float | None  # None: the tool failed
+    common: float | None
+    difference: float | None
+    explained: float | None
+    unexplained: float | None
+    verdict: str
+    conventions: dict[str, float] = field(default_factory=dict)  # the difference per convention, over all layers
+
+
+@dataclass(frozen=True)
+class LayerDifference:
+    layer: str
+    archprof: int
+    meta: int | None  # archprof on meta, where it counts any layer differently there
+    peers: dict[str, float]  # per peer that ran, in the common unit
+    why: list[str]  # "archprof's reason" and "peer: convention, ..." per tool that differs
+
+
+def by_convention(explained: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Per-layer parts summed per convention; parts that cancel across layers (a count booked on
+    another layer) are left out."""
+    totals: dict[str, float] = {}
+    for layer in explained.values():
+        for why, amount in layer.items():
+            totals[why] = totals.get(why, 0.0) + amount
+    return {why: amount for why, amount in totals.items() if abs(amount) >= TOLERANCE}
+
+
 def _own_counts(cumulative: dict[str, float], total: float) -> dict[str, float]:
     """Per-module counts that include submodules -> each module's own (the innermost charge)."""
     own = {}

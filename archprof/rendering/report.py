@@ -14,22 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archprof.analysis import published as pub
+from archprof.analysis import papers
 from archprof.analysis.blocks import BlockShapes, compare_blocks
-from archprof.analysis.profile import Conditions, Profile, profile
+from archprof.analysis.papers import Profiles
+from archprof.analysis.profile import Conditions
 from archprof.analysis.training import FIRST_LAYER, RULE_OF_THUMB, backward_ratios, backward_reason
-from archprof.architectures import build_model
 from archprof.rendering.figures import FIGURE_FORMATS, FigureData, group_figure, write_figure
 from archprof.rendering.names import profile_names
 from archprof.rendering.output import all_or_nothing, make_dirs, write_atomic
 from archprof.rendering.tables import Column, Table, conditions_text, profiles_conditions
 from archprof.rendering.writers import CONDITION_COLUMNS, Layout, to_latex, to_markdown
-
-V1_WIDTHS = (1.0, 0.75, 0.5, 0.25)
-V1_RESOLUTIONS = (224, 192, 160, 128)
-V2_WIDTHS = (1.4, 1.3, 1.0, 0.75, 0.5, 0.35)
-V2_RESOLUTIONS = (224, 192, 160, 128, 96)
-DEPTHS = (18, 34, 50, 101, 152)
 
 
 @dataclass
@@ -46,35 +40,6 @@ def merged_conditions(conditions: list[Conditions]) -> dict[str, str]:
     return {k: " | ".join(dict.fromkeys("" if v[k] is None else str(v[k]) for v in values)) for k in CONDITION_COLUMNS}
 
 
-class Profiles:
-    """Profiles by (name, options), each traced once however many tables use it."""
-
-    def __init__(self, advance: Callable[[str], None] | None = None) -> None:
-        self.cache: dict[tuple, Profile] = {}
-        self.advance = advance or (lambda _: None)
-        self.used: list[Profile] = []  # the profiles asked for since the last reset: a table's conditions
-
-    def get(self, name: str, step: dict[str, str] | None = None, **options: Any) -> Profile:
-        """The profile of ``name`` built with ``options``; ``step``: a training step's profile()
-        arguments (mode, optimizer, precision)."""
-        key = (name, tuple(sorted(options.items())), tuple(sorted((step or {}).items())))
-        if key not in self.cache:
-            self.advance(f"{name} {options}" if options else name)
-            label = name + (":" + ",".join(f"{k}={v}" for k, v in options.items()) if options else "")
-            self.cache[key] = profile(build_model(name, device="meta", **options), name=label, **(step or {}))
-        if self.cache[key] not in self.used:
-            self.used.append(self.cache[key])
-        return self.cache[key]
-
-
-def diff(counted: float, published: pub.Published | None) -> float | None:
-    return None if published is None else counted - published.value
-
-
-def note_unless_match(counted: float, published: pub.Published | None, note: str) -> str:
-    return "" if published is None or published.matches(counted) else note
-
-
 def v1_against_v2(ps: Profiles) -> Report:
     table = Table(
         "MobileNet V1 against V2 (the V2 paper's Table 4), 224 x 224",
@@ -83,50 +48,27 @@ def v1_against_v2(ps: Profiles) -> Report:
          Column("peak activation memory (fp32)", "bytes"), Column("largest materialized tensor (16-bit)", "bytes"),
          Column("note")],
     )
-    rows = [("MobileNetV1", ps.get("mobilenet_v1")), ("MobileNetV2", ps.get("mobilenet_v2")),
-            ("MobileNetV2 (1.4)", ps.get("mobilenet_v2", width=1.4))]
-    notes = {
-        "MobileNetV1": "the V2 paper prints 575 M mult-adds for V1; the V1 paper's own Table 4 prints 569 M, which the count matches",
-        "MobileNetV2": "printed 3.4 M parameters and 300 M mult-adds; counted 3.50 M (3.47 M without BN's affine terms) and 300.8 M",
-        "MobileNetV2 (1.4)": "printed 6.9 M and 585 M; Table 2's layers at width 1.4 (channels rounded to multiples of 8) hold 6.1 M and 582 M",
-    }
-    for name, p in rows:
-        params_pub, macs_pub = pub.V2_TABLE4[name]
-        mismatch = not (params_pub.matches(p.totals.params) and macs_pub.matches(p.totals.macs))
-        table.rows.append([profile_names([p])[0], params_pub.value, p.totals.params, macs_pub.value, p.totals.macs, p.totals.activations,
-                           p.totals.peak_activation_bytes, p.materialized_peak_bytes(), notes[name] if mismatch else ""])
-    v1, v2 = rows[0][1].totals, rows[1][1].totals
-    table.notes.append(
-        f"V2 / V1: params {v2.params / v1.params:.3f}x, MACs {v2.macs / v1.macs:.3f}x, activations "
-        f"{v2.activations / v1.activations:.3f}x, peak activation memory {v2.peak_activation_bytes / v1.peak_activation_bytes:.3f}x, "
-        f"largest materialized tensor {rows[1][1].materialized_peak_bytes() / rows[0][1].materialized_peak_bytes():.3f}x"
-    )
+    compared = papers.v2_table4(ps)
+    for r in compared.rows:
+        t = r.profile.totals
+        table.rows.append([profile_names([r.profile])[0], r.params.printed, t.params, r.macs.printed, t.macs, t.activations,
+                           t.peak_activation_bytes, r.profile.materialized_peak_bytes(), r.note])
+    table.notes.append("V2 / V1: " + ", ".join(f"{what} {ratio:.3f}x" for what, ratio in compared.ratios.items()))
     return Report("v1_vs_v2", table)
 
 
 def v1_layer_types(ps: Profiles) -> Report:
-    p = ps.get("mobilenet_v1")
-    rows = {r.name: r for r in p.group("type")}
-    weights = {t: rows[t].params for t in pub.V1_LAYER_TYPES}
-    weights["fully connected"] -= p.config["num_classes"]  # the FC bias, which the paper leaves out
-    total_weights = sum(weights.values())
     table = Table(
         "MobileNet V1 resource per layer type (the V1 paper's Table 2), 1.0 MobileNet-224",
         [Column("type"), Column("% MACs published", "float"), Column("% MACs", "float"), Column("difference", "float"),
          Column("% params published", "float"), Column("% params", "float"), Column("difference", "float"), Column("note")],
     )
-    for t, (macs_pub, params_pub) in pub.V1_LAYER_TYPES.items():
-        macs_share = 100 * rows[t].macs / p.totals.macs
-        params_share = 100 * weights[t] / total_weights
-        note = ""
-        if t == "conv 3x3":
-            note = "printed 1.19 %: the counted 1.91 % with two digits swapped"
-        elif round(params_share, 2) != params_pub or round(macs_share, 2) != macs_pub:
-            note = "differs beyond the printed rounding"
-        table.rows.append([t, macs_pub, macs_share, macs_share - macs_pub, params_pub, params_share, params_share - params_pub, note])
+    shares = papers.v1_table2(ps)
+    for r in shares.rows:
+        table.rows.append([r.layer_type, r.macs_share.printed, r.macs_share.counted, r.macs_share.difference,
+                           r.params_share.printed, r.params_share.counted, r.params_share.difference, r.note])
     table.notes += [
-        f"The printed mult-add shares sum to {sum(m for m, _ in pub.V1_LAYER_TYPES.values()):.2f} %; the counted ones to "
-        f"{sum(100 * rows[t].macs / p.totals.macs for t in pub.V1_LAYER_TYPES):.2f} %.",
+        f"The printed mult-add shares sum to {shares.published_macs_sum:.2f} %; the counted ones to {shares.counted_macs_sum:.2f} %.",
         "Parameter shares count conv and FC weights as the paper does: BN's affine terms and the FC bias are left out.",
     ]
     return Report("v1_layer_types", table)
@@ -138,14 +80,9 @@ def v1_grid(ps: Profiles) -> Report:
         [Column("width"), Column("resolution", "int"), Column("MACs published", "macs"), Column("MACs", "macs"),
          Column("difference", "macs"), Column("params published", "params"), Column("params", "params"), Column("note")],
     )
-    for w in V1_WIDTHS:
-        for r in V1_RESOLUTIONS:
-            p = ps.get("mobilenet_v1", width=w, resolution=r)
-            macs_pub = pub.V1_WIDTH[w][0] if r == 224 else (pub.V1_RESOLUTION.get(r) if w == 1.0 else None)
-            params_pub = pub.V1_WIDTH[w][1] if r == 224 else None
-            note = note_unless_match(p.totals.macs, macs_pub, f"printed {macs_pub.value / 1e6:.0f} M for {p.totals.macs / 1e6:.2f} M: truncated, not rounded" if macs_pub else "")
-            table.rows.append([w, r, macs_pub.value if macs_pub else None, p.totals.macs, diff(p.totals.macs, macs_pub),
-                               params_pub.value if params_pub else None, p.totals.params, note])
+    for g in papers.v1_tables6_7(ps):
+        table.rows.append([g.width, g.resolution, g.macs.printed, g.macs.counted, g.macs.difference, g.params.printed,
+                           g.params.counted, g.note])
     return Report("v1_width_resolution", table)
 
 
@@ -155,16 +92,8 @@ def v2_grid(ps: Profiles) -> Report:
         [Column("width"), Column("resolution", "int"), Column("MACs published", "macs"), Column("MACs", "macs"),
          Column("params published", "params"), Column("params", "params"), Column("note")],
     )
-    published = {(1.0, 224): pub.V2_TABLE4["MobileNetV2"], (1.4, 224): pub.V2_TABLE4["MobileNetV2 (1.4)"]}
-    for w in V2_WIDTHS:
-        for r in V2_RESOLUTIONS:
-            p = ps.get("mobilenet_v2", width=w, resolution=r)
-            params_pub, macs_pub = published.get((w, r), (None, None))
-            note = ""
-            if macs_pub and not (macs_pub.matches(p.totals.macs) and params_pub.matches(p.totals.params)):
-                note = "see v1_vs_v2: the V2 paper's Table 4 differs from its own Table 2"
-            table.rows.append([w, r, macs_pub.value if macs_pub else None, p.totals.macs,
-                               params_pub.value if params_pub else None, p.totals.params, note])
+    for g in papers.v2_grid(ps):
+        table.rows.append([g.width, g.resolution, g.macs.printed, g.macs.counted, g.params.printed, g.params.counted, g.note])
     table.notes.append("Widths below 1.0 keep the last conv at 1280 channels; channels are rounded to multiples of 8.")
     return Report("v2_width_resolution", table)
 
@@ -176,35 +105,15 @@ def resnet_table(ps: Profiles) -> Report:
          Column("MACs, stride in 3x3 (v1.5)", "macs"), Column("torchvision GFLOPS", "macs"), Column("params", "params"),
          Column("torchvision params", "params"), Column("note")],
     )
-    for d in DEPTHS:
-        v15 = ps.get(f"resnet{d}")
-        msra = ps.get(f"resnet{d}", stride_in_1x1=True) if d >= 50 else v15
-        t1 = pub.RESNET_TABLE1[d]
-        tv = pub.TORCHVISION.get(f"resnet{d}")
-        note = ""
-        if not t1.matches(msra.totals.macs):
-            note = f"printed {t1.value / 1e9:.1f} G for {msra.totals.macs / 1e9:.3f} G: truncated, where 101 and 152 are rounded"
-        table.rows.append([d, t1.value, msra.totals.macs, v15.totals.macs, tv[1].value if tv else None, v15.totals.params,
-                           tv[0].value if tv else None, note])
+    for r in papers.resnet_table1(ps):
+        table.rows.append([r.depth, r.table1.printed, r.table1.counted, r.torchvision_macs.counted, r.torchvision_macs.printed,
+                           r.params.counted, r.params.printed, r.note])
     table.notes += [
         "ResNet-18 and -34 use basic blocks, whose stride is in the first 3x3 conv either way.",
         "torchvision's GFLOPS are GMACs of convolutions and linear layers (no BN, ReLU, pooling or bias): equal to "
         "the counted MACs with the v1.5 stride placement, to the printed precision.",
     ]
     return Report("resnet", table)
-
-
-SEED_VARIANTS = (
-    ("R-50-C4", "resnet50", dict(stages="C4")),
-    ("R-50-C5", "resnet50", dict(stages="C5")),
-    ("R-50-FPN", "resnet50", dict(stages="FPN")),
-    ("R-101-FPN", "resnet101", dict(stages="FPN")),
-    ("R-50-FPN, GN", "resnet50", dict(stages="FPN", norm="gn", freeze_at=0)),
-    ("X-101-32x8d-FPN", "resnet101", dict(stages="FPN", groups=32, width_per_group=8)),
-    ("R-50-FPN, DCN conv3-5", "resnet50", dict(stages="FPN", dcn_stages=(3, 4, 5))),
-    ("R-50-FPN, MDCN conv3-5", "resnet50", dict(stages="FPN", dcn_stages=(3, 4, 5), modulated_dcn=True)),
-)
-SEED_DEFAULTS = dict(backbone=True, stride_in_1x1=True, norm="frozen_bn", freeze_at=2)
 
 
 def seed_variants(ps: Profiles) -> Report:
@@ -214,11 +123,9 @@ def seed_variants(ps: Profiles) -> Report:
         [Column("variant"), Column("MACs", "macs"), Column("FLOPs", "flops"), Column("params", "params"),
          Column("trainable params", "params"), Column("buffers", "params"), Column("deformable conv MACs", "macs")],
     )
-    for label, name, options in SEED_VARIANTS:
-        p = ps.get(name, **{**SEED_DEFAULTS, **options})
-        dcn = sum(r.macs for r in p.group("type") if r.name == "deformable conv")
-        t = p.totals
-        table.rows.append([label, t.macs, t.flops, t.params, t.trainable_params, t.buffers, dcn])
+    for v in papers.seed_variants(ps):
+        t = v.profile.totals
+        table.rows.append([v.variant, t.macs, t.flops, t.params, t.trainable_params, t.buffers, v.deformable_macs])
     table.notes.append("The FPN neck itself is not built: FPN rows are the backbone that returns every stage's output. "
                        "GN rows train their norms (freeze_at 0), as the seed's GN configurations do.")
     return Report("resnet_seed_variants", table)
@@ -229,8 +136,8 @@ TRAIN_STEP = dict(mode="train", optimizer="momentum", precision="fp32")
 TRAINING_MODELS = (
     ("ResNet-50", "resnet50", {}), ("ResNet-101", "resnet101", {}), ("ResNet-152", "resnet152", {}),
     ("MobileNetV1", "mobilenet_v1", {}), ("MobileNetV2", "mobilenet_v2", {}),
-    ("R-50-FPN backbone, freeze_at 2 (the seed's)", "resnet50", {**SEED_DEFAULTS, "stages": "FPN"}),
-    ("R-50-FPN backbone, freeze_at 0", "resnet50", {**SEED_DEFAULTS, "stages": "FPN", "freeze_at": 0}),
+    ("R-50-FPN backbone, freeze_at 2 (the seed's)", "resnet50", {**papers.SEED_DEFAULTS, "stages": "FPN"}),
+    ("R-50-FPN backbone, freeze_at 0", "resnet50", {**papers.SEED_DEFAULTS, "stages": "FPN", "freeze_at": 0}),
 )
 
 
@@ -307,7 +214,7 @@ def blocks_report(_: Profiles) -> Report:
     return Report("blocks", table, merged_conditions([c for _, c in conditions]))
 
 
-def memory_report(ps: Profiles) -> Report:
+def memory_report(ps: Profiles) -> tuple[Report, Report]:
     table = Table(
         "Activation memory of MobileNet V1 against V2 (the V2 paper's measure, section 5.1 and Table 3: 16-bit "
         "activations, only tensors between blocks materialized), with the naive liveness peak beside it",
@@ -315,28 +222,22 @@ def memory_report(ps: Profiles) -> Report:
          Column("V2 published", "bytes"), Column("V2 largest materialized", "bytes"), Column("V2 / V1", "ratio"),
          Column("V1 naive peak (16-bit)", "bytes"), Column("V2 naive peak (16-bit)", "bytes"), Column("note")],
     )
-    for r in V2_RESOLUTIONS:
-        v1, v2 = ps.get("mobilenet_v1", resolution=r), ps.get("mobilenet_v2", resolution=r)
-        m1, m2 = v1.materialized_peak_bytes(), v2.materialized_peak_bytes()
-        p1 = pub.V2_TABLE3_MAX["MobileNetV1"] if r == 224 else None
-        p2 = pub.V2_TABLE3_MAX["MobileNetV2"] if r == 224 else None
-        note = ""
-        if p1 and not (p1.matches(m1) and p2.matches(m2)):
-            note = "differs from the printed max row"
-        table.rows.append([r, p1.value if p1 else None, m1, p2.value if p2 else None, m2, m2 / m1,
-                           v1.totals.peak_activation_bytes // 2, v2.totals.peak_activation_bytes // 2, note])
+    compared = papers.v2_table3(ps)
+    for r in compared.rows:
+        table.rows.append([r.resolution, r.v1.printed, r.v1.counted, r.v2.printed, r.v2.counted, r.ratio,
+                           r.v1_naive_peak, r.v2_naive_peak, r.note])
     sizes = Table(
         "Largest materialized tensor per spatial size at 224 x 224 (16-bit), V1 and V2",
         [Column("size"), Column("V1 channels", "int"), Column("V1", "bytes"), Column("V2 channels", "int"), Column("V2", "bytes")],
     )
-    v1 = {(m.height, m.width): m for m in ps.get("mobilenet_v1").materialized_memory()}
-    v2 = {(m.height, m.width): m for m in ps.get("mobilenet_v2").materialized_memory()}
-    for key in sorted(set(v1) | set(v2), key=lambda k: -k[0] * k[1]):
-        a, b = v1.get(key), v2.get(key)
-        sizes.rows.append([f"{key[0]}x{key[1]}", a.channels if a else None, a.bytes if a else None,
-                           b.channels if b else None, b.bytes if b else None])
+    for s in compared.sizes:
+        sizes.rows.append([f"{s.height}x{s.width}", s.v1.channels if s.v1 else None, s.v1.bytes if s.v1 else None,
+                           s.v2.channels if s.v2 else None, s.v2.bytes if s.v2 else None])
+    (p1, m1), (p2, m2) = compared.max_row
+    where = {f"{m.height} x {m.width}" for m in (m1, m2)}
     table.notes += [
-        "The paper's 1600K and 400K are the 64-channel (V1) and 16-channel (V2) tensors at 112 x 112 (K = 1000 bytes).",
+        f"The paper's {p1.value / 1e3:.0f}K and {p2.value / 1e3:.0f}K are the {m1.channels}-channel (V1) and "
+        f"{m2.channels}-channel (V2) tensors at {' and '.join(sorted(where))} (K = 1000 bytes).",
         "V2 streams each inverted residual's expansion, the stem (its first block has t = 1) and the last 1x1 conv "
         "(into the global pool); V1 materializes every layer's output. The naive peak frees each tensor after its last "
         "use but streams nothing, which is why V2's naive peak is higher than V1's.",
@@ -354,9 +255,9 @@ def figures(ps: Profiles) -> dict[str, FigureData]:
     labels: list[str] = []
     labelled: list[bool] = []
     for family, name, configs in (
-        ("MobileNet V1", "mobilenet_v1", [dict(width=w, resolution=r) for w in V1_WIDTHS for r in V1_RESOLUTIONS]),
-        ("MobileNet V2", "mobilenet_v2", [dict(width=w, resolution=r) for w in V2_WIDTHS for r in V2_RESOLUTIONS]),
-        ("ResNet", "", [dict(depth=d) for d in DEPTHS]),
+        ("MobileNet V1", "mobilenet_v1", [dict(width=w, resolution=r) for w in papers.V1_WIDTHS for r in papers.V1_RESOLUTIONS]),
+        ("MobileNet V2", "mobilenet_v2", [dict(width=w, resolution=r) for w in papers.V2_WIDTHS for r in papers.V2_RESOLUTIONS]),
+        ("ResNet", "", [dict(depth=d) for d in papers.DEPTHS]),
     ):
         points: list[float] = []
         for options in configs:
@@ -384,9 +285,6 @@ def figures(ps: Profiles) -> dict[str, FigureData]:
     return {"v1_v2_stages": stages, "resnet50_v2_strides": strides, "macs_params": scatter, "layer_type_shares": shares}
 
 
-DETECTOR_BACKBONES = (("ResNet-50", "resnet50"), ("ResNet-101", "resnet101"), ("MobileNetV2", "mobilenet_v2"))
-DETECTOR_HEAD_CHANNELS = (256, 128)
-DETECTOR_INPUTS = ((800, 1333), 512)  # the papers' test scale, and a small square input
 PYRAMID_LEVELS = ("P3", "P4", "P5", "P6", "P7")
 
 
@@ -399,27 +297,11 @@ def detectors_report(ps: Profiles) -> Report:
          Column("params", "params"), Column("backbone", "share"), Column("neck", "share"), Column("head", "share"),
          *(Column(level, "share") for level in PYRAMID_LEVELS), Column("note")],
     )
-    rows: list[tuple[str, str, Profile, tuple[pub.Published, pub.Published] | None]] = [
-        ("FCOS (torchvision)", "ResNet-50", ps.get("fcos", preset="torchvision", resolution=800),
-         pub.TORCHVISION_DETECTION["fcos_resnet50_fpn"]),
-        ("RetinaNet (torchvision)", "ResNet-50", ps.get("retinanet", preset="torchvision", resolution=800),
-         pub.TORCHVISION_DETECTION["retinanet_resnet50_fpn"]),
-    ]
-    for label, backbone in DETECTOR_BACKBONES:
-        for channels in DETECTOR_HEAD_CHANNELS:
-            for size in DETECTOR_INPUTS:
-                rows.append(("FCOS (seed)", label, ps.get("fcos", backbone=backbone, head_channels=channels, resolution=size), None))
-    for detector, backbone, p, published in rows:
-        params_pub, macs_pub = published or (None, None)
-        parts = {r.name: r.macs / p.totals.macs for r in p.group("part")}
-        levels = {r.name: r.macs / p.totals.macs for r in p.group("level")}
-        note = note_unless_match(p.totals.macs, macs_pub, "differs from the published count beyond its printed precision")
-        if params_pub is not None and not params_pub.matches(p.totals.params):
-            note = "the parameter count differs from the published one"
-        table.rows.append([detector, backbone, p.config["head_channels"], "x".join(map(str, p.input_shapes[0][2:])),
-                           macs_pub.value if macs_pub else None, p.totals.macs, params_pub.value if params_pub else None,
-                           p.totals.params, parts["backbone"], parts["neck"], parts["head"],
-                           *(levels.get(level) for level in PYRAMID_LEVELS), note])
+    for r in papers.detectors(ps):
+        p = r.profile
+        table.rows.append([r.detector, r.backbone, p.config["head_channels"], "x".join(map(str, p.input_shapes[0][2:])),
+                           r.macs.printed, r.macs.counted, r.params.printed, r.params.counted, r.parts["backbone"],
+                           r.parts["neck"], r.parts["head"], *(r.levels.get(level) for level in PYRAMID_LEVELS), r.note])
     table.notes += [
         "Shares are of the total MACs. A level's share is its FPN convs (lateral, merge, output; P6 and P7 their "
         "stride-2 convs) plus the shared head's run on that level; backbone and P3..P7 add up to 100 %.",
@@ -447,8 +329,8 @@ BUILDERS: tuple[Callable[[Profiles], Any], ...] = (
     v1_against_v2, v1_layer_types, v1_grid, v2_grid, resnet_table, seed_variants, blocks_report, memory_report,
     detectors_report, training_report,
 )
-PROFILE_COUNT = (1 + 2 + 16 + 30 + 5 + 3 + len(SEED_VARIANTS) + 2 * len(V2_RESOLUTIONS)
-                 + 2 + len(TRAINING_MODELS) + len(DETECTOR_BACKBONES) * len(DETECTOR_HEAD_CHANNELS) * len(DETECTOR_INPUTS))  # progress-bar total, roughly
+PROFILE_COUNT = (1 + 2 + 16 + 30 + 5 + 3 + len(papers.SEED_VARIANTS) + 2 * len(papers.V2_RESOLUTIONS)
+                 + 2 + len(TRAINING_MODELS) + len(papers.DETECTOR_BACKBONES) * len(papers.DETECTOR_HEAD_CHANNELS) * len(papers.DETECTOR_INPUTS))  # progress-bar total, roughly
 
 
 def reports(ps: Profiles) -> Iterator[Report]:

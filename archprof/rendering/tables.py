@@ -214,66 +214,29 @@ def crosscheck_tables(check: Crosscheck) -> list[Table]:
          Column("difference", unit), Column("explained", unit), Column("unexplained", unit), Column("verdict")],
         key="totals", conditions=_own_conditions(check.conditions),
     )
-    totals.rows.append(["archprof", common, check.archprof_total, check.archprof_total, 0, 0, 0, "-"])
     conventions = Table("what each difference is made of", [Column("tool"), Column("convention"), Column(common, unit)],
                         key="conventions", conditions=totals.conditions)
-    if check.device_gaps:
-        gap = check.meta_total - check.archprof_total
-        totals.rows.append(["archprof on meta", common, check.meta_total, check.meta_total, gap, gap, 0,
-                            "archprof's own: counts differ by device"])
-        conventions.rows += [["archprof on meta", why, amount] for why, amount in _by_convention(check.device_gaps).items()]
-    for peer in check.peers:
-        if peer.error is not None:
-            totals.rows.append([peer.name, peer.unit, None, None, None, None, None, f"failed: {peer.error}"])
-            continue
-        converted = peer.total * peer.factor(unit)
-        explained = sum(sum(d.values()) for d in peer.explained.values())
-        residual = check.unexplained(peer)
-        verdict = "all explained" if abs(residual) < 0.5 else "UNEXPLAINED difference"
-        totals.rows.append([peer.name, peer.unit, peer.total, converted, converted - check.archprof_total,
-                            explained, residual, verdict])
-        conventions.rows += [[peer.name, why, amount] for why, amount in _by_convention(peer.explained).items()]
+    for v in check.verdicts():
+        totals.rows.append([v.tool, v.unit or common, v.reported, v.common, v.difference, v.explained, v.unexplained, v.verdict])
+        conventions.rows += [[v.tool, why, amount] for why, amount in v.conventions.items()]
     totals.notes.append("fvcore labels its counts 'flops' but counts multiply-adds; FlopCounterMode counts FLOPs = 2 x MACs")
     if check.uncounted:
         listed = ", ".join(f"{op} x{n}" for op, n in check.uncounted.items())
         totals.notes.append(f"archprof: ops with no cost rule, not counted: {listed}")
     if check.meta_error is not None:
         totals.notes.append(f"archprof on meta (what `archprof profile` runs) not compared: {check.meta_error}")
-    ok = [p for p in check.peers if p.error is None]
+    ran = [p.name for p in check.peers if p.error is None]
     meta = [Column("archprof on meta", unit)] if check.device_gaps else []
     layers = Table("layers where a tool differs from archprof",
-                   [Column("layer"), Column("archprof", unit), *meta] + [Column(p.name, unit) for p in ok] + [Column("why")],
+                   [Column("layer"), Column("archprof", unit), *meta] + [Column(name, unit) for name in ran] + [Column("why")],
                    key="layers", conditions=totals.conditions)
-    for name in check.layers():
-        ours = check.archprof.get(name, 0)
-        values = [p.actual.get(name, 0.0) * p.factor(unit) for p in ok]
-        gaps = check.device_gaps.get(name, {})
-        if all(abs(v - ours) < 0.5 for v in values) and not gaps:
-            continue
-        why = [", ".join(gaps)] if gaps else []
-        for p in ok:
-            parts = [w for w, a in p.explained.get(name, {}).items() if a]
-            if abs(check.unexplained(p, name)) >= 0.5:
-                parts.append("UNEXPLAINED")
-            if parts:
-                why.append(f"{p.name}: {', '.join(parts)}")
-        on_meta = [check.meta.get(name, 0)] if meta else []
-        layers.rows.append([name, ours, *on_meta, *values, "; ".join(why)])
+    for d in check.differing_layers():
+        layers.rows.append([d.layer, d.archprof, *([d.meta] if meta else []), *(d.peers[name] for name in ran), "; ".join(d.why)])
     return [totals, conventions, layers]
 
 
 def _own_conditions(conditions: Conditions | None) -> str:
     return "" if conditions is None else conditions_text([("", conditions)])
-
-
-def _by_convention(explained: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Per-layer parts summed per convention; parts that cancel across layers (a count booked on
-    another layer) are left out."""
-    totals: dict[str, float] = {}
-    for layer in explained.values():
-        for why, amount in layer.items():
-            totals[why] = totals.get(why, 0.0) + amount
-    return {why: amount for why, amount in totals.items() if abs(amount) >= 0.5}
 
 
 def latency_tables(report: LatencyReport, per_layer: bool) -> list[Table]:
