@@ -1,0 +1,121 @@
+"""Mutation score of the cost rules and the profile: mutmut 3 over the files pyproject.toml's
+[tool.mutmut] names, then killed / total per file.
+
+    .venv/bin/pip install -e '.[mutation]'
+    .venv/bin/python benchmarks/mutation.py                 # run every mutant not yet run, then the score
+    .venv/bin/python benchmarks/mutation.py 'archprof.tracing.rules.*'   # only these mutants (mutmut's globs)
+    .venv/bin/python benchmarks/mutation.py --score         # the score of what has run, running nothing
+
+mutmut copies the package into mutants/ and runs, for each mutant, the tests that reached the
+mutated function (at most two workers, at nice 10, one thread each: the machine is shared). A
+mutant is killed when a test fails or it times out (a mutated loop that never ends); it survives
+when every test passes. Each survivor is either killed by a test (tests/test_mutants.py) or listed
+with the reason it cannot be, in benchmarks/mutation_equivalent.md; this script prints the ones
+that are neither. Not part of CI (a full run takes hours on two shared cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+EQUIVALENT = REPO / "benchmarks" / "mutation_equivalent.md"
+# mutmut's exit codes (mutmut/stats.py): 1 and 3 a failing test; these a time or CPU limit
+KILLED, TIMEOUT = {1, 3}, {36, 24, -24, 152, 255}
+SURVIVED, NO_TESTS = {0}, {5, 33}
+
+
+def status(code: int | None) -> str:
+    if code is None:
+        return "not run"
+    if code in KILLED:
+        return "killed"
+    if code in TIMEOUT:
+        return "timeout"
+    if code in SURVIVED:
+        return "survived"
+    if code in NO_TESTS:
+        return "no tests"
+    return "other"
+
+
+def listed_equivalent() -> dict[str, str]:
+    """Mutant name -> reason, from the table rows of mutation_equivalent.md."""
+    if not EQUIVALENT.exists():
+        return {}
+    rows = re.findall(r"^\| `([\w.ǁ]+)` \| (.+?) \|$", EQUIVALENT.read_text(encoding="utf-8"), re.M)
+    return dict(rows)
+
+
+def results() -> dict[str, dict[str, int | None]]:
+    """Source file -> mutant name -> exit code, from mutmut's mutants/*.meta files."""
+    files = {}
+    for meta in sorted((REPO / "mutants").rglob("*.py.meta")):
+        codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+        if codes:
+            files[str(meta.relative_to(REPO / "mutants"))[: -len(".meta")]] = codes
+    return files
+
+
+def print_score(files: dict[str, dict[str, int | None]]) -> list[str]:
+    """Print killed / total per file; return the survivors neither killed nor listed."""
+    equivalent = listed_equivalent()
+    unexplained = []
+    print(f"{'file':36} {'killed':>7} {'timeout':>8} {'survived':>9} {'no tests':>9} {'not run':>8} "
+          f"{'total':>6} {'score':>7} {'equivalent':>11} {'score less equivalent':>22}")
+    for path, codes in files.items():
+        counts = Counter(status(c) for c in codes.values())
+        run = len(codes) - counts["not run"]
+        detected = counts["killed"] + counts["timeout"]
+        equal = sum(1 for name, c in codes.items() if name in equivalent and status(c) in ("survived", "no tests"))
+        score = f"{100 * detected / run:.1f} %" if run else "-"
+        less = f"{100 * detected / (run - equal):.1f} %" if run - equal else "-"
+        print(f"{path:36} {counts['killed']:>7} {counts['timeout']:>8} {counts['survived']:>9} {counts['no tests']:>9} "
+              f"{counts['not run']:>8} {len(codes):>6} {score:>7} {equal:>11} {less:>22}")
+        unexplained += [n for n, c in codes.items() if status(c) in ("survived", "no tests", "other") and n not in equivalent]
+    return unexplained
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mutants", nargs="*", help="mutmut's mutant names or globs (default: every mutant)")
+    parser.add_argument("--score", action="store_true", help="print the score of the mutants already run; run none")
+    parser.add_argument("--workers", type=int, default=2, help="mutmut's --max-children (default 2)")
+    args = parser.parse_args(argv)
+    if not args.score:
+        mutmut = Path(sys.executable).with_name("mutmut")
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        command = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(args.workers), *args.mutants]
+        print("$", " ".join(command), file=sys.stderr)
+        # mutmut's own exit status says nothing about the score (it exits 0 with survivors)
+        subprocess.run(command, cwd=REPO, env=env, check=False)
+    files = results()
+    if not files:
+        print("no mutation results under mutants/: run without --score first", file=sys.stderr)
+        return 2
+    unexplained = print_score(files)
+    equivalent = listed_equivalent()
+    if equivalent:
+        print(f"\nlisted as equivalent or out of the tests' reach ({EQUIVALENT.relative_to(REPO)}):")
+        for name, reason in equivalent.items():
+            print(f"  {name}: {reason}")
+    if unexplained:
+        print(f"\nsurvivors neither killed nor listed ({len(unexplained)}; `mutmut show NAME` shows one):")
+        by_function: dict[str, list[str]] = {}
+        for name in unexplained:
+            function, _, number = name.rpartition("__mutmut_")
+            by_function.setdefault(function, []).append(number)
+        for function, numbers in by_function.items():
+            print(f"  {function}__mutmut_{{{','.join(numbers)}}}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
