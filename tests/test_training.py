@@ -230,3 +230,28 @@ def test_bad_training_options_are_one_line_and_exit_2(capsys, argv, message):
     code, out, err = _cli(capsys, *argv)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("archprof: error:") and message in err
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_checkpointed_block_is_recomputed_in_the_backward_and_saves_only_its_input(device):
+    from torch.utils.checkpoint import checkpoint
+
+    class Checkpointed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16))
+            self.b = nn.Linear(16, 4)
+
+        def forward(self, x):
+            return self.b(checkpoint(self.a, x, use_reentrant=False))
+
+    p = _train(Checkpointed(), (2, 8), device=device)
+    layers = {r.name: r for r in p.group("layer")}
+    # a.0 (2*8*16 = 256 MACs): recomputed in the backward (256) and its weight gradient (256); a.2
+    # (2*16*16 = 512): not recomputed (nothing after it inside the checkpoint is needed), its
+    # input and weight gradients (2 x 512).
+    assert (layers["a.0"].macs, layers["a.0"].backward_macs) == (256 + 512, 512)
+    assert (layers["a.2"].macs, layers["a.2"].backward_macs) == (512 + 1024, 1024)
+    # Inside the checkpoint nothing is saved; it keeps its input x (2x8 floats), b its input (2x16).
+    assert [layers[n].saved_bytes for n in ("a.0", "a.1", "a.2", "b")] == [0, 0, 0, 2 * 16 * 4]
+    assert p.totals.saved_bytes == 2 * 8 * 4 + 2 * 16 * 4
