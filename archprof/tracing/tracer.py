@@ -9,10 +9,11 @@ charged twice.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import sys
 from dataclasses import dataclass, field
-from types import BuiltinFunctionType
+from types import BuiltinFunctionType, CodeType, FunctionType, MethodType
 from typing import Any
 
 import torch
@@ -163,18 +164,65 @@ class _WholeOps(TorchFunctionMode):
         return out
 
 
-class _ForwardAndBackward(nn.Module):
-    """A training step as one call: the model's forward, then the loss and its backward pass."""
+_NAMED_BY_CLASS: dict[type, frozenset[str]] = {}  # per module class: the names its code reaches
+_CALL_DEPTH = 2  # functions followed from a method: a helper, and the helpers it calls
 
-    def __init__(self, model: nn.Module, step: TrainingStep, leaves: list[torch.Tensor]) -> None:
-        super().__init__()
-        self.model = model
-        self.step, self.leaves = step, leaves
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        out = self.model(*args, **kwargs)
-        self.step.backward(out, self.leaves)
-        return out
+def names_in_code(model: nn.Module) -> frozenset[str]:
+    """Every name the model's Python code mentions: its module classes' methods, the functions its
+    modules hold, and the Python functions those call by a global name (two calls deep), their
+    closures and nested functions (``F.one_hot`` mentions ``one_hot``; ``nn.LSTM`` calls ``_VF.lstm``).
+
+    How the tracer knows, before running it, whether a forward may call a function costed whole:
+    the torch-function mode that catches those calls costs every torch call of the forward.
+    """
+    names: set[str] = set()
+    held = []
+    for module in model.modules():
+        cls = type(module)
+        if cls not in _NAMED_BY_CLASS:
+            _NAMED_BY_CLASS[cls] = _reached([v for k in cls.__mro__ if k not in (nn.Module, object) for v in vars(k).values()])
+        names |= _NAMED_BY_CLASS[cls]
+        held.extend(v for v in module.__dict__.values() if callable(v) and not isinstance(v, (nn.Module, type)))
+    return frozenset(names | _reached(held))
+
+
+def _reached(values: list[Any]) -> frozenset[str]:
+    names: set[str] = set()
+    seen: set[int] = set()
+    pending = [(v, None, 0) for v in values]
+    while pending:
+        value, scope, depth = pending.pop()
+        if isinstance(value, (staticmethod, classmethod, MethodType)):
+            value = value.__func__
+        elif isinstance(value, property):
+            pending.extend((f, scope, depth) for f in (value.fget, value.fset) if f is not None)
+            continue
+        elif isinstance(value, functools.partial):
+            value = value.func
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, FunctionType):
+            code, scope = value.__code__, value.__globals__
+            pending.extend((c.cell_contents, scope, depth) for c in value.__closure__ or () if _filled(c))
+        elif isinstance(value, CodeType) and scope is not None:
+            code = value
+        else:
+            continue
+        names.update(code.co_names)
+        pending.extend((c, scope, depth) for c in code.co_consts if isinstance(c, CodeType))
+        if depth < _CALL_DEPTH:
+            pending.extend((scope[n], scope, depth + 1) for n in code.co_names if isinstance(scope.get(n), FunctionType))
+    return frozenset(names)
+
+
+def _filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018
+    except ValueError:  # an empty cell
+        return False
+    return True
 
 
 _RUNNING: list[Tracer] = []  # the tracers whose forward is running, innermost last
@@ -253,17 +301,15 @@ class Tracer:
                 for mode in self.step.forward_modes() if self.step else [torch.no_grad()]:
                     modes.enter_context(mode)
                 modes.enter_context(_Recorder(self))
-                modes.enter_context(_WholeOps(self))
-                model = self.model
-                if self.step is not None:  # the backward runs inside the same call: a checkpointed
-                    # layer's recomputation in the backward must still see the swapped-in state
-                    leaves = list(state.values()) if state is not None else list(self.model.parameters())
-                    model = _ForwardAndBackward(self.model, self.step, leaves)
-                    state = None if state is None else {f"model.{name}": t for name, t in state.items()}
+                if self.whole.keys() & names_in_code(self.model):  # it costs every torch call: only where one is named
+                    modes.enter_context(_WholeOps(self))
                 if state is None:
-                    out = model(*args, **kwargs)
+                    out = self.model(*args, **kwargs)
                 else:  # functional_call swaps in the state for the call without touching the user's module
-                    out = torch.func.functional_call(model, state, args, kwargs)
+                    out = torch.func.functional_call(self.model, state, args, kwargs)
+            if self.step is not None:
+                with _Recorder(self):
+                    self.step.backward(out, list(state.values()) if state is not None else list(self.model.parameters()))
         finally:
             _RUNNING.pop()
             pre.remove()
