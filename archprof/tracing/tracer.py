@@ -225,6 +225,20 @@ def _filled(cell: Any) -> bool:
     return True
 
 
+class _ForwardAndBackward(nn.Module):
+    """A training step as one call: the model's forward, then the loss and its backward pass."""
+
+    def __init__(self, model: nn.Module, step: TrainingStep, leaves: list[torch.Tensor]) -> None:
+        super().__init__()
+        self.model = model
+        self.step, self.leaves = step, leaves
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        out = self.model(*args, **kwargs)
+        self.step.backward(out, self.leaves)
+        return out
+
+
 _RUNNING: list[Tracer] = []  # the tracers whose forward is running, innermost last
 
 
@@ -303,13 +317,16 @@ class Tracer:
                 modes.enter_context(_Recorder(self))
                 if self.whole.keys() & names_in_code(self.model):  # it costs every torch call: only where one is named
                     modes.enter_context(_WholeOps(self))
+                model = self.model
+                if self.step is not None:  # the backward runs inside the same call: a checkpointed
+                    # layer's recomputation in the backward must still see the swapped-in state
+                    leaves = list(state.values()) if state is not None else list(self.model.parameters())
+                    model = _ForwardAndBackward(self.model, self.step, leaves)
+                    state = None if state is None else {f"model.{name}": t for name, t in state.items()}
                 if state is None:
-                    out = self.model(*args, **kwargs)
+                    out = model(*args, **kwargs)
                 else:  # functional_call swaps in the state for the call without touching the user's module
-                    out = torch.func.functional_call(self.model, state, args, kwargs)
-            if self.step is not None:
-                with _Recorder(self):
-                    self.step.backward(out, list(state.values()) if state is not None else list(self.model.parameters()))
+                    out = torch.func.functional_call(model, state, args, kwargs)
         finally:
             _RUNNING.pop()
             pre.remove()
