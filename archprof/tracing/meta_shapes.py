@@ -434,23 +434,23 @@ class MetaOutputs:
             always = self._always_run[func] = _aliases_or_writes(func)
         key = _signature(func, args, kwargs)
         if always or key is None:  # a view or a write: run, for the storage it returns
-            out = fast_meta_output(func, args, kwargs, tensors)
-            return (func(*args, **kwargs) if out is None else out), key
+            return _rule_or_kernel(func, args, kwargs, tensors), key
         spec = self._outputs.get(key, _UNSEEN)
-        if spec is not _UNSEEN:
-            if spec is None:  # not rebuilt from shapes: the kernel again
-                out = fast_meta_output(func, args, kwargs, tensors)
-                return (func(*args, **kwargs) if out is None else out), key
-            return _rebuild(spec), key
-        out = fast_meta_output(func, args, kwargs, tensors)
-        if out is None:
-            out = func(*args, **kwargs)
+        if spec is not _UNSEEN:  # None: not rebuilt from shapes, the kernel again
+            return (_rule_or_kernel(func, args, kwargs, tensors) if spec is None else _rebuild(spec)), key
+        out = _rule_or_kernel(func, args, kwargs, tensors)
         spec = _spec_of(out, {t.untyped_storage()._cdata for t in tensors})
         if spec is _ALIASES:  # _unsafe_view and the like: a view with no alias annotation
             self._always_run[func] = True
         else:
             self._outputs[key] = spec
         return out, key
+
+
+def _rule_or_kernel(func: Any, args: tuple, kwargs: dict, tensors: list[torch.Tensor]) -> Any:
+    """A shape rule's output, else the kernel's."""
+    out = fast_meta_output(func, args, kwargs, tensors)
+    return func(*args, **kwargs) if out is None else out
 
 
 _UNSEEN = object()
