@@ -45,7 +45,7 @@ from archprof.tracing.rules import (
     inference_batch_norm_cost,
     ops_costed_by,
 )
-from archprof.tracing.state import ModuleSnapshot
+from archprof.tracing.state import left_as_found
 from archprof.tracing.tracer import OpEvent, Tracer, running_tracer
 
 MAX_INPUT_ELEMENTS = 2**28  # 1 GiB of float32: the peers each run a real forward on it
@@ -874,34 +874,6 @@ def _device_gaps(cpu: Profile, meta: Profile, unit: str) -> dict[str, dict[str, 
     return gaps
 
 
-def _version(t: torch.Tensor) -> int | None:
-    try:
-        return t._version
-    except RuntimeError:  # an inference tensor: no version counter, and no in-place write outside inference mode
-        return None
-
-
-@contextlib.contextmanager
-def _left_as_found(model: nn.Module) -> Iterator[None]:
-    """Every module's attributes, training flags and hooks (a :class:`ModuleSnapshot`), and the values
-    of its parameters, buffers and tensor attributes, put back on exit: the peers run the user's own
-    tensors (archprof's CPU trace runs copies of the buffers), and a forward may update them in place."""
-    snapshot = ModuleSnapshot(model)
-    tensors: dict[int, tuple[torch.Tensor, int, torch.Tensor]] = {}
-    for module in model.modules():
-        for t in [*module._parameters.values(), *module._buffers.values(), *vars(module).values()]:
-            if isinstance(t, torch.Tensor) and id(t) not in tensors and (version := _version(t)) is not None:
-                tensors[id(t)] = (t, version, t.detach().clone())
-    try:
-        yield
-    finally:
-        snapshot.restore()
-        with torch.no_grad():
-            for t, version, copy in tensors.values():
-                if t._version != version:
-                    t.copy_(copy)
-
-
 @contextlib.contextmanager
 def _mha_fast_path_off() -> Iterator[None]:
     # In eval under no_grad, nn.MultiheadAttention and the transformer layers run one fused op
@@ -961,7 +933,7 @@ def crosscheck(
                            f"(at most {MAX_INPUT_ELEMENTS:,})")
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.get_default_dtype())
     x = materialize(call, "cpu", dtype, seed=INPUT_SEED, vocabulary=vocabulary_size(model)).args
-    with _left_as_found(model), _mha_fast_path_off():
+    with left_as_found(model), _mha_fast_path_off():
         model.eval()
         with _Observer(model).watching() as observer:
             ours: Profile = profile(model, inputs=x, device="cpu", name=name)

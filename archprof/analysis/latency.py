@@ -8,6 +8,7 @@ module; each layer's time is the median over the repeats, after warm-up runs.
 
 from __future__ import annotations
 
+import copy
 import math
 import statistics
 import time
@@ -19,7 +20,7 @@ from torch import nn
 
 from archprof.analysis.profile import ROOT, Profile, ProfileError
 from archprof.tracing.inputs import Inputs, materialize, vocabulary_size
-from archprof.tracing.state import ModuleSnapshot
+from archprof.tracing.state import left_as_found
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,10 @@ def _sync(device: str) -> None:
 def measure_latency(
     model: nn.Module, counted: Profile, device: str = "cpu", warmup: int = 3, repeats: int = 10
 ) -> LatencyReport:
-    """Time every leaf module of ``model`` at the input of ``counted`` (its profile)."""
+    """Time every leaf module of ``model`` at the input of ``counted`` (its profile).
+
+    The model is left as it was found: its device (a model elsewhere is timed as a copy on
+    ``device``), training flags, parameters, gradients, buffers and hooks."""
     if device not in ("cpu", "cuda"):
         raise ValueError(f"latency is measured on cpu or cuda, not {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
@@ -84,15 +88,14 @@ def measure_latency(
     elements = sum(math.prod(shape) for shape in counted.input_shapes)
     if elements > 2**28:
         raise ProfileError(f"latency runs real forwards: an input of {elements:,} elements is too large (at most {2**28:,})")
-    model = model.to(device)
+    tensors = [*model.parameters(), *model.buffers()]
+    if any(t.device.type != device for t in tensors):  # timed as a copy on the device: the user's model stays where it is
+        model = copy.deepcopy(model).to(device)
     inputs = materialize(counted.call, device, next((p.dtype for p in model.parameters() if p.is_floating_point()),
                          torch.get_default_dtype()), vocabulary=vocabulary_size(model))
-    snapshot = ModuleSnapshot(model)  # eval() and whatever the timed forwards write, undone after
-    model.eval()
-    try:
+    with left_as_found(model):  # eval(), and whatever the timed forwards write (a step counter), undone after
+        model.eval()
         return _timed(model, inputs, device, warmup, repeats, counted)
-    finally:
-        snapshot.restore()
 
 
 def _timed(model: nn.Module, inputs: Inputs, device: str, warmup: int, repeats: int, counted: Profile) -> LatencyReport:

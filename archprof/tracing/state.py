@@ -12,9 +12,11 @@ copies).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import types
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -124,3 +126,36 @@ def _is_plain_object(value: Any) -> bool:
     if not hasattr(value, "__dict__") or not isinstance(getattr(value, "__dict__", None), dict):
         return False
     return not type(value).__module__.startswith("torch")
+
+
+def _version(t: torch.Tensor) -> int | None:
+    try:
+        return t._version
+    except RuntimeError:  # an inference tensor: no version counter, and no in-place write outside inference mode
+        return None
+
+
+@contextlib.contextmanager
+def left_as_found(model: nn.Module) -> Iterator[None]:
+    """A :class:`ModuleSnapshot` (attributes, training flags, hooks), plus the values of the
+    parameters, their gradients, the buffers and tensor attributes, put back on exit: for code that
+    runs the user's own tensors through real forwards (the cross-check's peers, latency's timers),
+    which may update them in place (a step counter, running statistics)."""
+    snapshot = ModuleSnapshot(model)
+    tensors: dict[int, tuple[torch.Tensor, int, torch.Tensor]] = {}
+    grads = [(p, p.grad) for p in model.parameters()]
+    held = [t for m in model.modules() for t in [*m._parameters.values(), *m._buffers.values(), *vars(m).values()]]
+    for t in held + [g for _, g in grads]:
+        if isinstance(t, torch.Tensor) and id(t) not in tensors and (version := _version(t)) is not None:
+            tensors[id(t)] = (t, version, t.detach().clone())
+    try:
+        yield
+    finally:
+        snapshot.restore()
+        with torch.no_grad():
+            for t, version, saved in tensors.values():
+                if t._version != version:
+                    t.copy_(saved)
+            for p, grad in grads:
+                if p.grad is not grad:
+                    p.grad = grad
