@@ -18,6 +18,7 @@ import archprof
 from archprof.architectures.configs import (
     BUILTIN_MODELS,
     NORM_NAMES,
+    DetectorConfig,
     FCOSConfig,
     MobileNetV1Config,
     MobileNetV2Config,
@@ -191,3 +192,14 @@ def test_models_are_listed_in_natural_order(capsys):
     assert run(["list"]) == 0
     rows = [line.split("│")[1].strip() for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
     assert [name for name in rows if name] == archprof.list_models()
+
+
+def test_the_detectors_shared_options_come_from_their_configuration():
+    command = typer.main.get_command(app).commands["detector"]
+    params = {param.name: param for param in command.params}
+    derived = cli_options(DetectorConfig, ("preset", "levels", "extra_from", "head_channels", "head_depth", "norm"), given=True)
+    for option in derived:
+        # not given is None: the preset sets the default (RetinaNet's extra_from, FCOS's num_classes)
+        assert (params[option.name].help, params[option.name].default) == (option.help, None)
+        assert params[option.name].opts == [option.flag]
+    assert params["levels"].help == "Pyramid levels, e.g. P3-P7." and option.flag == "--norm"  # the last, in order

@@ -42,6 +42,7 @@ def option(
     flag: str | None = None,
     parse: tuple[Callable[[str], Any], str] | None = None,
     optional: bool = False,
+    cli_type: type | None = None,
 ) -> Any:
     """A configuration field and what the command line needs to offer it.
 
@@ -49,12 +50,13 @@ def option(
     with dashes (a boolean's may name its off switch too: ``--stride-in-1x1/--stride-in-3x3``);
     ``parse`` reads the option's text into the field's value, with what the text should look
     like; ``optional`` options default to "not given" on the command line (where giving one can
-    clash with another option), and their help names the configuration's default.
+    clash with another option), and their help names the configuration's default; ``cli_type`` is
+    what the command line reads where the field takes more (``"P3-P7"`` for ``(3, 4, 5, 6, 7)``).
     """
     if help is None:
         names = [str(c) for c in choices]
         help = f"{', '.join(names[:-1])} or {names[-1]}."
-    metadata = dict(help=help, choices=choices, flag=flag, parse=parse, optional=optional)
+    metadata = dict(help=help, choices=choices, flag=flag, parse=parse, optional=optional, cli_type=cli_type)
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -70,17 +72,22 @@ class CliOption:
     parse: tuple[Callable[[str], Any], str] | None = None
 
 
-def cli_options(config: type) -> list[CliOption]:
-    """``config``'s fields as command-line options, in the order they are declared."""
+def cli_options(config: type, names: tuple[str, ...] | None = None, given: bool = False) -> list[CliOption]:
+    """``config``'s fields (``names``, or all in the order they are declared) as command-line options;
+    with ``given`` each defaults to "not given" (None), where the default depends on other options
+    (a detector's preset)."""
     hints = typing.get_type_hints(config)
+    by_name = {f.name: f for f in dataclasses.fields(config)}
     options = []
-    for f in dataclasses.fields(config):
+    for f in [by_name[n] for n in names] if names is not None else by_name.values():
         meta = f.metadata
-        kind, default, help = hints[f.name], f.default, meta["help"]
+        kind, default, help = meta["cli_type"] or hints[f.name], f.default, meta["help"]
         if meta["parse"]:
             kind, default = str, ""  # the parser reads "" as the default
         if meta["optional"]:
             kind, default, help = kind | None, None, f"{help[:-1]} (default {f.default})."
+        elif given:
+            kind, default = kind | None, None
         flag = meta["flag"] or "--" + f.name.replace("_", "-")
         options.append(CliOption(f.name, flag, kind, default, help, meta["parse"]))
     return options
@@ -268,7 +275,7 @@ class DetectorConfig:
     preset: str = option("seed", "seed (the FCOS code base's configs, the default) or torchvision (its *_resnet50_fpn models).")
     backbone: str = option("resnet50", choices=BACKBONES)
     backbone_options: dict[str, Any] | None = option(None, "The backbone's own options (a ResNet's: after the preset's).")
-    levels: str | tuple[int, ...] = option("P3-P7", "Pyramid levels, e.g. P3-P7.")
+    levels: str | tuple[int, ...] = option("P3-P7", "Pyramid levels, e.g. P3-P7.", cli_type=str)
     extra_from: str | None = option("p5", "The input of P6: c5 or p5.")
     head_channels: int = option(256, "Channels of the FPN outputs and the head's towers.")
     head_depth: int = option(4, "3x3 convs in each head tower.")

@@ -16,7 +16,7 @@ import typer
 
 from archprof.analysis.training import MODES, OPTIMIZER_STATES, PRECISIONS
 from archprof.architectures import list_models, model_info
-from archprof.architectures.configs import DEPTHS, ResNetConfig
+from archprof.architectures.configs import DEPTHS, DetectorConfig, ResNetConfig
 from archprof.cli.guard import UserCodeExit, user_code_guard
 from archprof.rendering.output import OutputError, check_writable, emit, results
 
@@ -673,17 +673,18 @@ def profile_command(
     render_models(profiles, groupings, fmt, output, unit, raw, layer_depth, latencies, layout=layout)
 
 
-def options_of(config: type) -> Callable[[Callable], Callable]:
+def options_of(config: type, names: tuple[str, ...] | None = None, given: bool = False) -> Callable[[Callable], Callable]:
     """The command's first parameter, a dict of ``config``'s options, becomes one option per field
     of the configuration dataclass (configs.py): its name, type, default and help come from the
     field and its metadata, so the command line keeps no copy of an architecture's options.
     Options the command line does not read as they are (``--dcn-stages 3,4,5``) are parsed here;
-    an optional one left out is not passed (the configuration's default applies)."""
+    an optional one left out is not passed (the configuration's default applies). ``names`` and
+    ``given``: as ``configs.cli_options``."""
     import inspect
 
     from archprof.architectures.configs import cli_options
 
-    options = cli_options(config)
+    options = cli_options(config, names, given)
 
     def decorate(command: Callable) -> Callable:
         signature = inspect.signature(command, eval_str=True)
@@ -708,7 +709,9 @@ def options_of(config: type) -> Callable[[Callable], Callable]:
                     given[o.name] = value
             return command(given, **kwargs)
 
-        wrapper.__signature__ = signature.replace(parameters=[*derived, *list(signature.parameters.values())[1:]])  # type: ignore[attr-defined]
+        own = list(signature.parameters.values())[1:]
+        required = [p for p in own if p.default is p.empty]  # the command's arguments, then the derived options
+        wrapper.__signature__ = signature.replace(parameters=[*required, *derived, *own[len(required):]])  # type: ignore[attr-defined]
         return wrapper
 
     return decorate
@@ -887,15 +890,11 @@ DETECTORS = ("fcos", "retinanet")
 
 
 @reports_user_errors
+@options_of(DetectorConfig, ("preset", "levels", "extra_from", "head_channels", "head_depth", "norm"), given=True)
 def detector_command(
+    options: dict[str, Any],
     name: Annotated[str, typer.Argument(autocompletion=complete_detector, metavar="DETECTOR", help="fcos or retinanet, optionally with :key=value options (e.g. fcos:centerness=reg).")],
     backbone: Annotated[str | None, typer.Option("--backbone", help="resnet50, resnet101, resnet152 or mobilenet_v2, with its own :key=value options (e.g. mobilenet_v2:width=0.5).")] = None,
-    preset: Annotated[str | None, typer.Option("--preset", help="seed (the FCOS code base's configs, the default) or torchvision (its *_resnet50_fpn models).")] = None,
-    levels: Annotated[str | None, typer.Option("--levels", help="Pyramid levels, e.g. P3-P7.")] = None,
-    extra_from: Annotated[str | None, typer.Option("--extra-from", help="The input of P6: c5 or p5.")] = None,
-    head_channels: Annotated[int | None, typer.Option("--head-channels", help="Channels of the FPN outputs and the head's towers.")] = None,
-    head_depth: Annotated[int | None, typer.Option("--head-depth", help="3x3 convs in each head tower.")] = None,
-    norm: Annotated[str | None, typer.Option("--norm", help="The head towers' norm: gn or none.")] = None,
     num_classes: NumClassesOption = None,
     inputs: InputOption = None,
     input_shape: InputShapeOption = None,
@@ -956,9 +955,9 @@ def detector_command(
         flags["backbone"] = body.name
         if body.options:
             flags["backbone_options"] = body.options
-    given = dict(preset=preset, levels=levels, extra_from=extra_from, head_channels=head_channels, head_depth=head_depth,
-                 norm=norm, num_classes=num_classes)
-    flags.update({k: v for k, v in given.items() if v is not None})
+    flags.update(options)  # the ones given
+    if num_classes is not None:
+        flags["num_classes"] = num_classes
     twice = sorted(set(flags) & set(spec.options))
     if twice:
         raise UserError(f"{twice[0]} is given both in {name!r} and as an option: give it once")
