@@ -18,6 +18,7 @@ from archprof.analysis.training import MODES, OPTIMIZER_STATES, PRECISIONS
 from archprof.architectures import list_models, model_info
 from archprof.architectures.configs import DEPTHS, DetectorConfig, ResNetConfig
 from archprof.cli.guard import UserCodeExit, user_code_guard
+from archprof.rendering.formats import FORMATS
 from archprof.rendering.output import OutputError, check_writable, emit, results
 
 # What needs torch (the analysis, the model specs and inputs, the writers) is imported inside the
@@ -43,12 +44,8 @@ def complete_detector(incomplete: str) -> list[str]:
     return [name for name in DETECTORS if name.startswith(incomplete)]
 
 
-class Format(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
-    markdown = "markdown"
-    latex = "latex"
+# --format's choices: the registry of output formats (torch-free), one member per format.
+Format = Enum("Format", {name: name for name in FORMATS}, type=str)
 
 
 class Unit(str, Enum):

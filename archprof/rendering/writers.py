@@ -12,9 +12,11 @@ import json
 import math
 import textwrap
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from typing import Any
 
+from archprof.errors import ArchprofValueError
+from archprof.rendering.formats import FORMATS
 from archprof.rendering.tables import COUNT_UNITS, Column, Table
 
 PREFIXES = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K"))
@@ -42,9 +44,9 @@ class Layout:
 
     def __post_init__(self) -> None:
         if self.scale is not None and self.scale not in SCALES:
-            raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
+            raise ArchprofValueError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
         if self.label is not None and (not self.label.strip() or any(c in self.label for c in "{}\\%#")):
-            raise ValueError(f"label {self.label!r} must be non-empty, without braces, backslashes, % or #")
+            raise ArchprofValueError(f"label {self.label!r} must be non-empty, without braces, backslashes, % or #")
 
     def pick(self, tables: list[Table]) -> list[Table]:
         """The tables asked for by key; an unknown key is an error naming the ones there are."""
@@ -53,7 +55,7 @@ class Layout:
         by_key = {t.key: t for t in tables}
         unknown = [k for k in self.tables if k not in by_key]
         if unknown:
-            raise ValueError(f"no table {unknown[0]!r} here (this output has: {', '.join(by_key)})")
+            raise ArchprofValueError(f"no table {unknown[0]!r} here (this output has: {', '.join(by_key)})")
         return [by_key[k] for k in dict.fromkeys(self.tables)]
 
 
@@ -456,24 +458,38 @@ def models_to_csv(profiles: list[Any], groupings: list[str], depth: int | None, 
     return buffer.getvalue()
 
 
+def dataclass_to_json(result: Any) -> str:
+    """A result dataclass as JSON: its fields in order (nested dataclasses as objects, the
+    ``conditions`` by :meth:`Conditions.as_dict`)."""
+    data = {f.name: getattr(result, f.name) for f in fields(result)}
+    return json.dumps({k: v.as_dict() if k == "conditions" and v is not None else _plain(v) for k, v in data.items()},
+                      indent=2) + "\n"
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def dataclass_rows_to_csv(rows: list[Any], conditions: Any = None) -> str:
+    """One CSV row per dataclass, its fields as columns (empty for None), the conditions last."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*(f.name for f in fields(rows[0])), *CONDITION_COLUMNS])
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in asdict(row).values()] + condition_cells(conditions))
+    return buffer.getvalue()
+
+
 def blocks_to_json(comparison: Any) -> str:
-    return json.dumps({
-        "shapes": asdict(comparison.shapes),
-        "blocks": [asdict(b) for b in comparison.blocks],
-        "separable_ratio": comparison.separable_ratio,
-        "separable_ratio_closed_form": comparison.separable_ratio_closed_form,
-        "conditions": None if comparison.conditions is None else comparison.conditions.as_dict(),
-    }, indent=2) + "\n"
+    return dataclass_to_json(comparison)
 
 
 def blocks_to_csv(comparison: Any) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    rows = [asdict(b) for b in comparison.blocks]
-    writer.writerow([*rows[0].keys(), *CONDITION_COLUMNS])
-    for row in rows:
-        writer.writerow(["" if v is None else v for v in row.values()] + condition_cells(comparison.conditions))
-    return buffer.getvalue()
+    return dataclass_rows_to_csv(comparison.blocks, comparison.conditions)
 
 
 def crosscheck_to_json(check: Any) -> str:
@@ -534,6 +550,6 @@ def crosscheck_to_csv(check: Any) -> str:
     return buffer.getvalue()
 
 
-FORMATS = ("table", "csv", "json", "markdown", "latex")
 TextWriter = Callable[[list[Table], bool, Layout], str]
-TEXT_WRITERS: dict[str, TextWriter] = {"markdown": to_markdown, "latex": to_latex}
+# The table layouts of the format registry (formats.py), by name: --format markdown, latex.
+TEXT_WRITERS: dict[str, TextWriter] = {f.name: globals()[f.writer] for f in FORMATS.values() if f.writer}
