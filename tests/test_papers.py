@@ -64,3 +64,14 @@ def test_the_v1_note_follows_the_v1_papers_own_table(monkeypatch):
     monkeypatch.setitem(papers.OWN_PAPER, "MobileNetV1", ("V1", pub.V2_TABLE4["MobileNetV1"]))
     rows = {r.model: r for r in papers.v2_table4(ps).rows}
     assert rows["MobileNetV1"].note == "printed 4.2 M and 575 M; counted 4.2 M and 569 M"
+
+
+def test_the_blocks_note_reads_its_coefficients_and_channels_from_the_blocks():
+    compared = papers.bottleneck_against_inverted_residual()
+    # ResNet paper, figure 5: C*b + 9*b^2 + b*C' with b = C' = C / 4 is (1/4 + 9/16 + 1/4) C^2 per position
+    assert compared.bottleneck_per_c2 == 17 / 16
+    # MobileNet V2 paper, section 3.3, at d' = d'' = 2048, t = 6: 6 * (2048 + 9 + 2048) / 2048 per position
+    assert compared.inverted_residual_per_c2 == pytest.approx(6 * (2048 + 9 + 2048) / 2048, rel=1e-12)
+    # V2 paper's Table 2: the t = 6 rows output 24 to 320 channels; ResNet paper's Table 1: 256 to 2048
+    assert compared.inverted_residual_channels == (24, 320)
+    assert compared.bottleneck_channels == (256, 2048)

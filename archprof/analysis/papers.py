@@ -14,8 +14,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from archprof.analysis import published as pub
+from archprof.analysis.blocks import BlockCost, BlockShapes, compare_blocks
 from archprof.analysis.memory import MaterializedRow
-from archprof.analysis.profile import Profile, profile
+from archprof.analysis.profile import Conditions, Profile, profile
 from archprof.analysis.published import Published
 
 V1_WIDTHS = (1.0, 0.75, 0.5, 0.25)
@@ -438,3 +439,68 @@ def seed_variants(ps: Profiles) -> list[SeedVariant]:
         p = ps.get(name, **{**SEED_DEFAULTS, **options})
         rows.append(SeedVariant(label, p, sum(r.macs for r in p.group("type") if r.name == "deformable conv")))
     return rows
+
+
+# --- the ResNet bottleneck against the MobileNet V2 inverted residual, where each occurs -----------
+
+
+BLOCK_SHAPES = (
+    ("ResNet-50 conv2_x", 256, 56), ("ResNet-50 conv3_x", 512, 28), ("ResNet-50 conv4_x", 1024, 14),
+    ("ResNet-50 conv5_x", 2048, 7), ("MobileNetV2 56x56", 24, 56), ("MobileNetV2 28x28", 32, 28),
+    ("MobileNetV2 14x14 (64)", 64, 14), ("MobileNetV2 14x14 (96)", 96, 14), ("MobileNetV2 7x7", 160, 7),
+)
+EXPANSION = 6  # the inverted residual's t, as MobileNetV2 runs it
+
+
+@dataclass(frozen=True)
+class BlocksAt:
+    where: str
+    channels: int
+    size: int
+    bottleneck: BlockCost
+    inverted_residual: BlockCost
+    conditions: Conditions | None
+
+    @property
+    def ratio(self) -> float:
+        return self.inverted_residual.macs / self.bottleneck.macs
+
+
+@dataclass(frozen=True)
+class BlocksWhereTheyOccur:
+    rows: list[BlocksAt]
+    # MACs per output position over C^2 at the widest row: the inverted residual's two 1x1 convs at t
+    # times the width (2t, plus its depthwise), the bottleneck's at a quarter of it (1/4 + 9/16 + 1/4)
+    inverted_residual_per_c2: float
+    bottleneck_per_c2: float
+    # the least and most output channels of each network's blocks (MobileNetV2's that expand)
+    inverted_residual_channels: tuple[int, int]
+    bottleneck_channels: tuple[int, int]
+
+
+def bottleneck_against_inverted_residual() -> BlocksWhereTheyOccur:
+    """Both blocks at stride 1 at each width and size where ResNet-50 or MobileNetV2 runs one."""
+    rows = []
+    for where, channels, size in BLOCK_SHAPES:
+        comparison = compare_blocks(BlockShapes(channels, channels, size, 1, EXPANSION))
+        blocks = {b.block: b for b in comparison.blocks}
+        rows.append(BlocksAt(where, channels, size, blocks["Bottleneck"], blocks["InvertedResidual"], comparison.conditions))
+    widest = max(rows, key=lambda r: r.channels)
+    per_c2 = widest.size * widest.size * widest.channels**2
+    return BlocksWhereTheyOccur(rows, widest.inverted_residual.macs / per_c2, widest.bottleneck.macs / per_c2,
+                                _block_channels("mobilenet_v2", "InvertedResidual"), _block_channels("resnet50", "Bottleneck"))
+
+
+def _block_channels(network: str, block: str) -> tuple[int, int]:
+    """The least and most output channels of ``network``'s ``block`` modules that open with a full
+    (not depthwise) conv: MobileNetV2's expanding inverted residuals, every bottleneck."""
+    from torch import nn
+
+    from archprof.architectures import build_model
+
+    outs = []
+    for module in build_model(network, device="meta").modules():
+        convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+        if getattr(module, "archprof_block", None) == block and convs[0].groups == 1:
+            outs.append(convs[-1].out_channels)
+    return min(outs), max(outs)

@@ -27,4 +27,3 @@ FORMATS: dict[str, OutputFormat] = {f.name: f for f in (
     OutputFormat("markdown", exports_data=False, writer="to_markdown"),
     OutputFormat("latex", exports_data=False, writer="to_latex"),
 )}
-DATA_FORMATS = tuple(name for name, f in FORMATS.items() if f.exports_data)

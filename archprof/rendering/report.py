@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from archprof.analysis import papers
-from archprof.analysis.blocks import BlockShapes, compare_blocks
 from archprof.analysis.papers import Profiles
 from archprof.analysis.profile import Conditions
 from archprof.analysis.training import FIRST_LAYER, RULE_OF_THUMB, backward_ratios, backward_reason
@@ -180,36 +179,32 @@ def training_report(ps: Profiles) -> tuple[Report, Report]:
     return Report("training", table), Report("training_by_type", types)
 
 
-BLOCK_SHAPES = (
-    ("ResNet-50 conv2_x", 256, 56), ("ResNet-50 conv3_x", 512, 28), ("ResNet-50 conv4_x", 1024, 14),
-    ("ResNet-50 conv5_x", 2048, 7), ("MobileNetV2 56x56", 24, 56), ("MobileNetV2 28x28", 32, 28),
-    ("MobileNetV2 14x14 (64)", 64, 14), ("MobileNetV2 14x14 (96)", 96, 14), ("MobileNetV2 7x7", 160, 7),
-)
-
-
 def blocks_report(_: Profiles) -> Report:
     table = Table(
-        "Bottleneck against inverted residual (t = 6) where they occur in ResNet-50 and MobileNetV2, stride 1",
+        f"Bottleneck against inverted residual (t = {papers.EXPANSION}) where they occur in ResNet-50 and MobileNetV2, stride 1",
         [Column("where"), Column("channels", "int"), Column("size", "int"), Column("bottleneck MACs", "macs"),
          Column("bottleneck closed form", "macs"), Column("inverted residual MACs", "macs"), Column("IR closed form", "macs"),
          Column("IR / bottleneck", "ratio"), Column("bottleneck params", "params"), Column("IR params", "params")],
         scale="M",  # the blocks' MACs reach G and their parameters stay in K: M keeps both readable
     )
-    conditions = []
-    for where, channels, size in BLOCK_SHAPES:
-        comparison = compare_blocks(BlockShapes(channels, channels, size, 1, 6))
-        conditions.append((where, comparison.conditions))
-        blocks = {b.block: b for b in comparison.blocks}
-        bottleneck, ir = blocks["Bottleneck"], blocks["InvertedResidual"]
-        table.rows.append([where, channels, size, bottleneck.macs, bottleneck.closed_form_macs, ir.macs, ir.closed_form_macs,
-                           ir.macs / bottleneck.macs, bottleneck.params, ir.params])
+    compared = papers.bottleneck_against_inverted_residual()
+    for r in compared.rows:
+        bottleneck, ir = r.bottleneck, r.inverted_residual
+        table.rows.append([r.where, r.channels, r.size, bottleneck.macs, bottleneck.closed_form_macs, ir.macs, ir.closed_form_macs,
+                           r.ratio, bottleneck.params, ir.params])
+    agree = all(b.macs == b.closed_form_macs for r in compared.rows for b in (r.bottleneck, r.inverted_residual))
+    (ir_least, ir_most), (bottleneck_least, bottleneck_most) = compared.inverted_residual_channels, compared.bottleneck_channels
     table.notes += [
         "Closed forms: bottleneck h*w*(C*b + 9*b^2 + b*C') with b = C'/4 (ResNet paper, figure 5); inverted residual "
-        "h*w*d'*t*(d' + k^2 + d'') (MobileNet V2 paper, section 3.3). Traced and closed form agree at every shape.",
-        "At matched width the inverted residual costs about 11x the bottleneck: its two 1x1 convs run at t = 6 times "
-        "the width (about 12 C^2 MACs per position) where the bottleneck's run at a quarter of it (about 1.06 C^2). "
-        "MobileNetV2 stays cheap by running it at 24-320 channels where ResNet-50 runs 256-2048.",
+        "h*w*d'*t*(d' + k^2 + d'') (MobileNet V2 paper, section 3.3). "
+        + ("Traced and closed form agree at every shape." if agree else "Traced and closed form differ: see the rows."),
+        f"At matched width the inverted residual costs about {compared.inverted_residual_per_c2 / compared.bottleneck_per_c2:.0f}x "
+        f"the bottleneck: its two 1x1 convs run at t = {papers.EXPANSION} times the width (about "
+        f"{compared.inverted_residual_per_c2:.0f} C^2 MACs per position) where the bottleneck's run at a quarter of it "
+        f"(about {compared.bottleneck_per_c2:.2f} C^2). MobileNetV2 stays cheap by running it at {ir_least}-{ir_most} "
+        f"channels where ResNet-50 runs {bottleneck_least}-{bottleneck_most}.",
     ]
+    conditions = [(r.where, r.conditions) for r in compared.rows]
     table.conditions = conditions_text(conditions)
     return Report("blocks", table, merged_conditions([c for _, c in conditions]))
 
