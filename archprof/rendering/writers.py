@@ -494,14 +494,16 @@ def blocks_to_csv(comparison: Any) -> str:
 
 def crosscheck_to_json(check: Any) -> str:
     peers = []
+    verdicts = {v.tool: v for v in check.verdicts()}
     for p in check.peers:
         entry: dict[str, Any] = {"name": p.name, "unit": p.unit, "error": p.error}
         if p.error is None:
+            v = verdicts[p.name]
             entry.update(
-                total=p.total,
-                total_common=p.total * p.factor(check.unit),
-                difference=p.total * p.factor(check.unit) - check.archprof_total,
-                unexplained=check.unexplained(p),
+                total=v.reported,
+                total_common=v.common,
+                difference=v.difference,
+                unexplained=v.unexplained,
                 layers=[{"name": n, "actual": p.actual.get(n, 0.0), "predicted": p.predicted.get(n, 0.0),
                          "explained": p.explained.get(n, {}), "unexplained": check.unexplained(p, n)}
                         for n in check.layers()],
