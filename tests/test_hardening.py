@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import typer.main
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +29,7 @@ import archprof
 from archprof.architectures.checkpoint import check_checkpoint
 from archprof.architectures.spec import SpecError
 from archprof.cli import run
+from archprof.cli.app import app
 from archprof.rendering.output import all_or_nothing, make_dirs, write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
@@ -176,7 +178,24 @@ OPTIONS_WITH_VALUES = {
     "--input": ["1x3x64x64", "2x4", "x=2x4:int64:0..10", "1x3x64x64:float16", "1x3x8x8:int64:5..1", "abc", ""],
     "--seq-len": NUMBERS, "--seed": ["0", "7", "-1", "abc"], "--max-memory": ["8GB", "512MiB", "1", "0", "abc", ""],
     "--checkpoint": ["{tmp}/a-file", "/nonexistent/weights.pt"],
+    "--mode": ["train", "inference", "eval", ""], "--optimizer": ["sgd", "momentum", "adam", "adamw", "lion", ""],
+    "--precision": ["fp32", "bf16", "fp16", "amp", "fp8", ""], "--scale": ["G", "M", "K", "1", "T", ""],
+    "--table": ["totals", "stages", "totals,types", "nonsense", ""], "--caption": ["Costs", "50% & more", ""],
+    "--label": ["tab:costs", "tab:a_b", ""], "--warmup": ["0", "1", "-1", "abc"], "--repeats": ["0", "1", "-1", "abc"],
+    "--preset": ["seed", "torchvision", "detectron", ""], "--levels": ["P3-P7", "P3-P6", "P2-P5", "P7-P3", "x", ""],
+    "--extra-from": ["c5", "p5", "c4", ""], "--head-channels": NUMBERS, "--head-depth": NUMBERS,
 }
+# per command where its option takes other values: resnet's --backbone is a flag, detector's a model
+COMMAND_VALUES = {"detector": {"--backbone": ["resnet50", "resnet101", "mobilenet_v2:width=0.5", "mobilenet_v2:width=x", "vgg", ""],
+                               "--input-shape": ["1x3x128x128", "1x3x96x160", "1x3x8x8", "0x3x64x64", "abc", ""]}}
+# options the fuzzer leaves out, and why
+NOT_FUZZED = {
+    "--output": "the output place below gives it", "--out": "the output place below gives it",
+    "--latency": "times real CPU forwards of the drawn model (seconds each); tests/test_latency.py covers it",
+}
+DETECTORS = ["fcos", "retinanet", "fcos:centerness=reg", "retinanet:bogus=1", "fcos:", "yolo", ""]
+# detectors profile at 800x1333 unless told: the fuzzer gives them a small input first
+DETECTOR_INPUT = ["--input-shape", "1x3x128x128"]
 CROSSCHECK_OPTIONS = {
     "--width": ["0.25", "0.5", "-1", "abc"], "--resolution": ["32", "64", "8", "abc"], "--num-classes": ["10", "0", "abc"],
     "--input-shape": ["2x4", "1x3x32x32", "1x3x64x64", "0x3x8x8", "abc", "", "1x3x99999999999999999999x1"],
@@ -189,18 +208,47 @@ REPORT_PLACES = ["proc", "missing-dir", "file-as-dir", "a-file", "blocked"]
 OLD_CONTENTS = "old contents\n"
 
 
+def command_options() -> dict[str, tuple[dict[str, list[str]], list[str]]]:
+    """Each command of the app (as `archprof --help` lists them): its options with values, from
+    this file's vocabulary, and its flags; read from the app, so a new command or option is fuzzed
+    (or named in NOT_FUZZED) as soon as it exists."""
+    import typer.main
+
+    from archprof.cli.app import app
+
+    commands = {}
+    for name, command in typer.main.get_command(app).commands.items():
+        values, flags = {}, []
+        for param in command.params:
+            if param.param_type_name == "argument" or param.opts[0] in NOT_FUZZED:
+                continue
+            option = param.opts[0]
+            if param.is_flag:
+                flags.append(option)
+            else:
+                vocabulary = CROSSCHECK_OPTIONS if name == "crosscheck" else OPTIONS_WITH_VALUES
+                values[option] = COMMAND_VALUES.get(name, {}).get(option) or vocabulary.get(option) or OPTIONS_WITH_VALUES[option]
+        commands[name] = (values, flags)
+    return commands
+
+
+COMMANDS = command_options()
+
+
 @st.composite
 def command_lines(draw):
-    command = draw(st.sampled_from(["compare", "profile", "resnet", "blocks", "list", "crosscheck", "report", "prof", ""]))
+    command = draw(st.sampled_from([*COMMANDS, "prof", ""]))
     args = [command] if command else []
-    options, flags = OPTIONS_WITH_VALUES, [*FLAGS, "--bogus"]
+    options, flags = COMMANDS.get(command, (OPTIONS_WITH_VALUES, FLAGS))
+    flags = [*flags, "--bogus"]
     if command == "compare":
         args += draw(st.lists(st.sampled_from(MODELS), min_size=0, max_size=3))
     elif command == "profile":
         args.append(draw(st.sampled_from(MODELS)))
     elif command == "crosscheck":
         args.append(draw(st.sampled_from(CROSSCHECK_MODELS)))
-        options, flags = CROSSCHECK_OPTIONS, ["--raw", "--bogus"]
+    elif command == "detector":
+        args += [draw(st.sampled_from(DETECTORS)), *DETECTOR_INPUT]
     for _ in range(draw(st.integers(0, 4))):
         option = draw(st.sampled_from(sorted(options) + flags))
         args.append(option)
@@ -208,6 +256,17 @@ def command_lines(draw):
             args.append(draw(st.sampled_from(options[option])))
     places = REPORT_PLACES if command == "report" else OUTPUT_PLACES
     return args, draw(st.sampled_from(places))
+
+
+def test_the_fuzzer_draws_every_command_and_has_values_for_every_option():
+    app_commands = typer.main.get_command(app).commands
+    assert set(COMMANDS) == set(app_commands)
+    for name, command in app_commands.items():
+        values, flags = COMMANDS[name]
+        for param in command.params:
+            option = param.opts[0] if param.param_type_name != "argument" else None
+            assert option is None or option in NOT_FUZZED or option in values or option in flags, (name, option)
+            assert option not in values or len(values[option]) >= 2, (name, option)  # a valid value and an invalid one
 
 
 def output_path(place: str | None, workdir: Path, counter: int) -> Path | None:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import archprof
-from archprof.tracing.rules import COST_RULES, rules_with
+from archprof.tracing.rules import COST_RULES, Call, rules_with
 from tests.test_cost_rules import Apply
 
 aten = torch.ops.aten
@@ -77,3 +77,28 @@ def test_an_override_by_rule_object_is_that_rule():
     # SiLU's rule on GELU: 5 FLOPs per element either way (README conventions), under SiLU's layer type
     p = archprof.profile(nn.GELU(), (2, 8), rules={aten.gelu: silu})
     assert p.totals.flops == 5 * 16
+
+
+# --- a call as a rule reads it ----------------------------------------------------------------------
+
+
+def test_a_call_lists_its_arguments_by_the_ops_schema_names_defaults_filled_in():
+    x, w = torch.empty(1, 4, 9, 9, device="meta"), torch.empty(8, 4, 3, 3, device="meta")
+    call = Call(aten.convolution.default, (x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1), {}, None)
+    # aten::convolution(Tensor input, Tensor weight, Tensor? bias, SymInt[] stride, SymInt[] padding,
+    # SymInt[] dilation, bool transposed, SymInt[] output_padding, SymInt groups)
+    assert list(call) == ["input", "weight", "bias", "stride", "padding", "dilation", "transposed", "output_padding", "groups"]
+    assert dict(Call(aten.sum.dim_IntList, (x, [1]), {}, None)) == {"self": x, "dim": [1], "keepdim": False, "dtype": None}
+
+
+def test_an_override_by_function_keeps_the_ops_layer_type_and_first_output_only():
+    def one(call):
+        return archprof.Cost(0, 1)
+
+    gelu = rules_with({aten.gelu: one})[aten.gelu]
+    assert (gelu.layer_type, gelu.first_output_only) == ("activation", False)
+    # batch norm's saved statistics are not activations: its override still counts the first output only
+    batch_norm = rules_with({aten.native_batch_norm: one})[aten.native_batch_norm]
+    assert (batch_norm.layer_type, batch_norm.first_output_only) == ("normalization", True)
+    lgamma = rules_with({aten.lgamma: one})[aten.lgamma]  # an op without a rule of its own
+    assert (lgamma.layer_type, lgamma.first_output_only) == ("other", False)
