@@ -12,11 +12,21 @@ mutant is killed when a test fails or it times out (a mutated loop that never en
 when every test passes. Each survivor is either killed by a test (tests/test_mutants.py) or listed
 with the reason it cannot be, in benchmarks/mutation_equivalent.md; this script prints the ones
 that are neither. Not part of CI (a full run takes hours on two shared cores).
+
+mutmut picks each mutant's tests by the tests that called the mutated function. A function that
+runs only when archprof is imported (``per_element`` and the ``_register_*`` helpers, which
+register the rules) is called before any test, and mutmut hands its mutants the first test
+alone. ``--recheck GLOB`` runs such survivors again against the whole selection, as mutmut runs a
+mutant (``MUTANT_UNDER_TEST`` set, in mutants/); the verdicts go to mutants/recheck.json and into
+the score. ``--recheck GLOB --tests tests/test_mutants.py`` does it with a few tests (a test added
+after the run, which mutmut has not yet tied to the functions it reaches): kills count, survivals
+are left as mutmut found them.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -27,6 +37,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 EQUIVALENT = REPO / "benchmarks" / "mutation_equivalent.md"
+RECHECK = REPO / "mutants" / "recheck.json"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # mutmut's exit codes (mutmut/stats.py): 1 and 3 a failing test; these a time or CPU limit
 KILLED, TIMEOUT = {1, 3}, {36, 24, -24, 152, 255}
 SURVIVED, NO_TESTS = {0}, {5, 33}
@@ -56,12 +68,37 @@ def listed_equivalent() -> dict[str, str]:
 
 def results() -> dict[str, dict[str, int | None]]:
     """Source file -> mutant name -> exit code, from mutmut's mutants/*.meta files."""
+    rechecked = json.loads(RECHECK.read_text(encoding="utf-8")) if RECHECK.exists() else {}
     files = {}
     for meta in sorted((REPO / "mutants").rglob("*.py.meta")):
         codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
         if codes:
-            files[str(meta.relative_to(REPO / "mutants"))[: -len(".meta")]] = codes
+            files[str(meta.relative_to(REPO / "mutants"))[: -len(".meta")]] = {
+                name: rechecked.get(name, code) if code in SURVIVED | NO_TESTS else code for name, code in codes.items()}
     return files
+
+
+def recheck(pattern: str, only: list[str]) -> None:
+    """Run the survivors matching ``pattern`` against the whole test selection (or only the tests
+    in ``only``: then a kill is recorded, and a survivor left as it was), as mutmut runs one."""
+    try:
+        from tomllib import loads
+    except ModuleNotFoundError:  # Python 3.10: mutmut reads its configuration with toml there
+        from toml import loads
+    config = loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mutmut"]
+    tests = [*(only or config["pytest_add_cli_args_test_selection"]), *config.get("pytest_add_cli_args", [])]
+    survivors = [name for codes in results().values() for name, code in codes.items()
+                 if fnmatch.fnmatch(name, pattern) and status(code) in ("survived", "no tests")]
+    for name in survivors:
+        command = ["nice", "-n", "10", sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", *tests]
+        done = subprocess.run(command, cwd=REPO / "mutants", env={**ENV, "MUTANT_UNDER_TEST": name},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        print(f"{name}: {status(done.returncode)}", file=sys.stderr)
+        if only and status(done.returncode) not in ("killed", "timeout"):
+            continue
+        # read again before writing: another recheck (of other mutants) may have written since
+        verdicts = {**(json.loads(RECHECK.read_text(encoding="utf-8")) if RECHECK.exists() else {}), name: done.returncode}
+        RECHECK.write_text(json.dumps(verdicts, indent=1), encoding="utf-8")
 
 
 def print_score(files: dict[str, dict[str, int | None]]) -> list[str]:
@@ -88,14 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("mutants", nargs="*", help="mutmut's mutant names or globs (default: every mutant)")
     parser.add_argument("--score", action="store_true", help="print the score of the mutants already run; run none")
     parser.add_argument("--workers", type=int, default=2, help="mutmut's --max-children (default 2)")
+    parser.add_argument("--recheck", metavar="GLOB", help="run the survivors matching GLOB against every selected test")
+    parser.add_argument("--tests", nargs="+", default=[], help="with --recheck: only these tests (kills count, survivals not)")
     args = parser.parse_args(argv)
-    if not args.score:
+    if args.recheck:
+        recheck(args.recheck, args.tests)
+    elif not args.score:
         mutmut = Path(sys.executable).with_name("mutmut")
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         command = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(args.workers), *args.mutants]
         print("$", " ".join(command), file=sys.stderr)
         # mutmut's own exit status says nothing about the score (it exits 0 with survivors)
-        subprocess.run(command, cwd=REPO, env=env, check=False)
+        subprocess.run(command, cwd=REPO, env=ENV, check=False)
     files = results()
     if not files:
         print("no mutation results under mutants/: run without --score first", file=sys.stderr)
