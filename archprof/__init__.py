@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GROUPINGS",
+    "ArchprofError",
     "ArchprofNotice",
     "Comparison",
     "Cost",
@@ -31,7 +32,7 @@ __all__ = [
     "register_model",
 ]
 # The modules the public names come from, searched in order on first use.
-_SOURCES = ("archprof.analysis.profile", "archprof.analysis.compare", "archprof.architectures", "archprof.tracing",
+_SOURCES = ("archprof.errors", "archprof.analysis.profile", "archprof.analysis.compare", "archprof.architectures", "archprof.tracing",
             "archprof.tracing.inputs")
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
         profile,
     )
     from archprof.architectures import build_model, list_models, register_model
+    from archprof.errors import ArchprofError
     from archprof.tracing import Cost, register_cost_rule
     from archprof.tracing.inputs import Inputs, InputSpec
 

@@ -28,6 +28,7 @@ from archprof.architectures.mobilenet_v1 import DepthwiseSeparable
 from archprof.architectures.mobilenet_v2 import InvertedResidual
 from archprof.architectures.registry import build_model
 from archprof.architectures.resnet import BasicBlock, Bottleneck
+from archprof.errors import ArchprofValueError
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,11 @@ def compare_blocks(shapes: BlockShapes | None = None) -> BlockComparison:
     for name in ("channels", "out_channels", "size", "stride", "expansion", "kernel"):
         check_positive_int(name, getattr(s, name))
     if s.kernel % 2 == 0:
-        raise ValueError(f"kernel must be odd, got {s.kernel}")
+        raise ArchprofValueError(f"kernel must be odd, got {s.kernel}")
     c, n, h, st, t, k = s.channels, s.out_channels, s.size, s.stride, s.expansion, s.kernel
     ho = (h - 1) // st + 1  # output size of a k x k conv with padding k // 2
     if n % 4:
-        raise ValueError(f"out_channels must be divisible by 4 for the bottleneck (C' / 4), got {n}")
+        raise ArchprofValueError(f"out_channels must be divisible by 4 for the bottleneck (C' / 4), got {n}")
     b = n // 4
     project = (c != n or st != 1) * c * n * ho * ho
     bn = nn.BatchNorm2d
@@ -108,7 +109,7 @@ def compare_blocks(shapes: BlockShapes | None = None) -> BlockComparison:
          ho * ho * 9 * (c * n + n * n) + project, "h * w * 9 * (C * C' + C'^2) + shortcut"),
             ]
     except (RuntimeError, OverflowError) as err:
-        raise ValueError(f"blocks of {c} -> {n} channels cannot be built: {str(err).strip().splitlines()[0]}") from err
+        raise ArchprofValueError(f"blocks of {c} -> {n} channels cannot be built: {str(err).strip().splitlines()[0]}") from err
     result = []
     conditions = None
     for name, layers, module, closed, formula in blocks:

@@ -19,6 +19,7 @@ from archprof.analysis.profile import (
     profile,
     stride_order,
 )
+from archprof.errors import ArchprofValueError
 
 TOTAL_METRICS = (
     "macs", "flops", "params", "activations", "peak_activation_bytes", "materialized_peak_bytes", "arithmetic_intensity",
@@ -123,7 +124,7 @@ class Comparison:
 
     def __post_init__(self) -> None:
         if not self.profiles:
-            raise ValueError("a comparison needs at least one profile")
+            raise ArchprofValueError("a comparison needs at least one profile")
         self.by = tuple(_groupings(self.by))
         self.unit = _unit(self.unit)
         self.totals = compare_totals(self.profiles)
@@ -133,7 +134,7 @@ class Comparison:
         """Each profile's ``metric`` over the first profile's."""
         row = next((r for r in self.totals if r.metric == metric), None)
         if row is None:
-            raise ValueError(f"unknown metric {metric!r} (choose from {', '.join(r.metric for r in self.totals)})")
+            raise ArchprofValueError(f"unknown metric {metric!r} (choose from {', '.join(r.metric for r in self.totals)})")
         return row.ratios
 
     def __repr__(self) -> str:

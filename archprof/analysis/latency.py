@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from archprof.analysis.profile import ROOT, Profile, ProfileError
+from archprof.errors import ArchprofValueError
 from archprof.tracing.inputs import Inputs, materialize, vocabulary_size
 from archprof.tracing.state import left_as_found
 
@@ -78,11 +79,11 @@ def measure_latency(
     The model is left as it was found: its device (a model elsewhere is timed as a copy on
     ``device``), training flags, parameters, gradients, buffers and hooks."""
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"latency is measured on cpu or cuda, not {device!r}")
+        raise ArchprofValueError(f"latency is measured on cpu or cuda, not {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
         raise ProfileError("--device cuda: CUDA is not available on this machine")
     if warmup < 0 or repeats < 1:
-        raise ValueError(f"warmup must be >= 0 and repeats >= 1, got {warmup} and {repeats}")
+        raise ArchprofValueError(f"warmup must be >= 0 and repeats >= 1, got {warmup} and {repeats}")
     if any(p.is_meta for p in model.parameters()):
         raise ProfileError("latency needs real weights: build the model on the CPU, not on the meta device")
     elements = sum(math.prod(shape) for shape in counted.input_shapes)

@@ -23,6 +23,7 @@ from archprof.analysis.layer_types import module_layer_type
 from archprof.analysis.memory import MaterializedRow, materialized_by_resolution, peak_live_bytes
 from archprof.analysis.training import MODES, PRECISIONS, TrainingMemory, check_training_options, training_memory
 from archprof.architectures.base import Architecture
+from archprof.errors import EXIT_UNCOUNTED, ArchprofError, ArchprofNotice, ArchprofValueError
 from archprof.tracing.autograd import TrainingError, TrainingStep
 from archprof.tracing.inputs import (
     InputError,
@@ -42,21 +43,19 @@ DEFAULT_GROUPINGS = ("stage", "block", "type")  # what `archprof profile` shows 
 ROOT = "(model)"
 
 
-class ProfileError(Exception):
+class ProfileError(ArchprofError):
     """The model could not be profiled at this input (one readable line)."""
 
 
 class UncountedOpsError(ProfileError):
     """Strict mode: the forward pass ran ops that have no cost rule."""
 
+    exit_code = EXIT_UNCOUNTED
+
     def __init__(self, uncounted: dict[str, int]) -> None:
         self.uncounted = uncounted
         listed = ", ".join(f"{op} x{n}" for op, n in uncounted.items())
         super().__init__(f"ops with no cost rule: {listed}")
-
-
-class ArchprofNotice(UserWarning):
-    """Something the user should know about how a profile was made (e.g. a CPU fallback)."""
 
 
 @dataclass(frozen=True)
@@ -215,7 +214,7 @@ class Profile:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise ArchprofValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
 
     @property
     def conditions(self) -> Conditions:
@@ -262,9 +261,9 @@ class Profile:
         at depth 2 is charged to "layer1.0").
         """
         if by not in GROUPINGS:
-            raise ValueError(f"unknown grouping {by!r} (choose from {', '.join(GROUPINGS)})")
+            raise ArchprofValueError(f"unknown grouping {by!r} (choose from {', '.join(GROUPINGS)})")
         if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
-            raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
+            raise ArchprofValueError(f"depth must be an integer >= 1, got {depth!r}")
         sums: dict[str, dict[str, int]] = {}
         strides = self.stage_strides() if by == "stride" else {}
         keys = {path: strides[info.stage] if by == "stride" else self._key(info, by, depth) for path, info in self.modules.items()}
@@ -314,7 +313,7 @@ class Profile:
         reference = next((i.shape for i in self.inputs if len(i.shape) >= 3), None)
         if reference is None:
             shapes = ", ".join("x".join(map(str, i.shape)) for i in self.inputs) or "none"
-            raise ValueError(f"the stride grouping needs a spatial input (N, C, H, W); {self.model}'s input is {shapes}: "
+            raise ArchprofValueError(f"the stride grouping needs a spatial input (N, C, H, W); {self.model}'s input is {shapes}: "
                              "group by stage instead")
         stages = list(dict.fromkeys(info.stage for info in self.modules.values()))
         return {stage: _stride_key(stage, self.stage_outputs.get(stage, []), reference) for stage in stages}
@@ -445,13 +444,13 @@ def _groupings(by: str | Sequence[str]) -> list[str]:
     chosen = [by] if isinstance(by, str) else list(by)
     unknown = [g for g in chosen if g not in GROUPINGS]
     if unknown or not chosen:
-        raise ValueError(f"unknown grouping {unknown[0] if unknown else by!r} (choose from {', '.join(GROUPINGS)})")
+        raise ArchprofValueError(f"unknown grouping {unknown[0] if unknown else by!r} (choose from {', '.join(GROUPINGS)})")
     return chosen
 
 
 def _unit(unit: str) -> str:
     if unit not in ("macs", "flops"):
-        raise ValueError(f"unit must be 'macs' or 'flops', got {unit!r}")
+        raise ArchprofValueError(f"unit must be 'macs' or 'flops', got {unit!r}")
     return unit
 
 
@@ -859,12 +858,12 @@ def profile(
     (see :func:`archprof.tracing.rules.rules_with`); the global registry is untouched.
     """
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise ArchprofValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     check_training_options(optimizer, precision)
     training = _Training(optimizer, precision) if mode == "train" else None
     chosen = rules_with(rules) if rules else None
     if device not in (None, "meta", "cpu", "cuda"):
-        raise ValueError(f"device must be 'meta', 'cpu' or 'cuda', got {device!r}")
+        raise ArchprofValueError(f"device must be 'meta', 'cpu' or 'cuda', got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
         raise ProfileError("device 'cuda': CUDA is not available on this machine")
     try:

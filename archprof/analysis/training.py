@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from archprof.errors import ArchprofValueError
+
 # What a count assumes the model runs as: an eval-mode forward, or a training step (the forward in
 # training mode, a scalar loss, the backward pass).
 MODES = ("inference", "train")
@@ -69,9 +71,9 @@ class TrainingMemory:
 
 def check_training_options(optimizer: str, precision: str) -> None:
     if optimizer not in OPTIMIZER_STATES:
-        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZER_STATES)}, got {optimizer!r}")
+        raise ArchprofValueError(f"optimizer must be one of {', '.join(OPTIMIZER_STATES)}, got {optimizer!r}")
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise ArchprofValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
 
 
 def training_memory(
@@ -118,7 +120,7 @@ def backward_ratios(rows: list, unit: str = "flops") -> list[BackwardRatio]:
     """Per row of a training profile's grouping (``Profile.group(by)``, or its ``totals``), its
     forward and backward ``unit`` ("macs" or "flops") beside the rule of thumb."""
     if unit not in ("macs", "flops"):
-        raise ValueError(f"unit must be 'macs' or 'flops', got {unit!r}")
+        raise ArchprofValueError(f"unit must be 'macs' or 'flops', got {unit!r}")
     return [
         BackwardRatio(getattr(r, "name", "total"), getattr(r, unit) - getattr(r, f"backward_{unit}"), getattr(r, f"backward_{unit}"))
         for r in rows

@@ -21,16 +21,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from archprof.errors import ArchprofValueError
+
 
 def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise ArchprofValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
 
 
 def check_choice(name: str, value: object, choices: tuple) -> object:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+        raise ArchprofValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
     return value
 
 
@@ -163,13 +165,13 @@ class ResNetConfig:
             check_choice("each of dcn_stages", s, DCN_STAGES)
         object.__setattr__(self, "dcn_stages", dcn_stages)
         if not dcn_stages and (self.modulated_dcn or self.deformable_groups != 1):
-            raise ValueError("modulated_dcn and deformable_groups shape deformable convs: give dcn_stages (e.g. 3,4,5) too")
+            raise ArchprofValueError("modulated_dcn and deformable_groups shape deformable convs: give dcn_stages (e.g. 3,4,5) too")
         if self.block == "BasicBlock" and (self.groups != 1 or self.width_per_group != 64 or self.stride_in_1x1):
-            raise ValueError(
+            raise ArchprofValueError(
                 f"resnet{self.depth} uses basic blocks: groups, width_per_group and stride_in_1x1 apply to depths 50, 101, 152"
             )
         if max(dcn_stages, default=0) > BODIES[self.stages][0] + 1:
-            raise ValueError(f"dcn_stages {list(dcn_stages)} name a stage that stages={self.stages!r} does not build")
+            raise ArchprofValueError(f"dcn_stages {list(dcn_stages)} name a stage that stages={self.stages!r} does not build")
 
     @property
     def block(self) -> str:
@@ -190,7 +192,7 @@ class MobileNetV1Config:
     def __post_init__(self) -> None:
         width = self.width
         if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 4:
-            raise ValueError(f"width must be a number in (0, 4], got {width!r}")
+            raise ArchprofValueError(f"width must be a number in (0, 4], got {width!r}")
         check_positive_int("resolution", self.resolution, 32)
         check_positive_int("num_classes", self.num_classes)
 
@@ -243,15 +245,15 @@ def parse_levels(levels: object) -> tuple[int, ...]:
     if isinstance(levels, str):
         match = re.fullmatch(r"\s*[Pp](\d+)\s*-\s*[Pp](\d+)\s*", levels)
         if not match:
-            raise ValueError(f"levels must be like 'P3-P7' or (3, 4, 5, 6, 7), got {levels!r}")
+            raise ArchprofValueError(f"levels must be like 'P3-P7' or (3, 4, 5, 6, 7), got {levels!r}")
         levels = tuple(range(int(match[1]), int(match[2]) + 1))
     if not isinstance(levels, Sequence) or not levels or any(isinstance(v, bool) or not isinstance(v, int) for v in levels):
-        raise ValueError(f"levels must be like 'P3-P7' or (3, 4, 5, 6, 7), got {levels!r}")
+        raise ArchprofValueError(f"levels must be like 'P3-P7' or (3, 4, 5, 6, 7), got {levels!r}")
     levels = tuple(levels)
     if levels != tuple(range(levels[0], levels[0] + len(levels))):
-        raise ValueError(f"levels must be consecutive, got {list(levels)}")
+        raise ArchprofValueError(f"levels must be consecutive, got {list(levels)}")
     if levels[0] < BACKBONE_LEVELS[0] or levels[0] > BACKBONE_LEVELS[-1] or levels[-1] > MAX_LEVEL:
-        raise ValueError(f"levels must start at P2..P5 and end at P7 or below, got P{levels[0]}-P{levels[-1]}")
+        raise ArchprofValueError(f"levels must start at P2..P5 and end at P7 or below, got P{levels[0]}-P{levels[-1]}")
     return levels
 
 
@@ -261,7 +263,7 @@ def parse_input_size(resolution: object) -> tuple[int, int]:
     if isinstance(resolution, int) and not isinstance(resolution, bool):
         size = check_positive_int("resolution", resolution, 32)
         return (size, size)
-    raise ValueError(f"resolution must be a size >= 32 or (height, width), got {resolution!r}")
+    raise ArchprofValueError(f"resolution must be a size >= 32 or (height, width), got {resolution!r}")
 
 
 @dataclass(frozen=True)
@@ -298,10 +300,10 @@ class DetectorConfig:
         check_choice("backbone", self.backbone, BACKBONES)
         options = {} if self.backbone_options is None else self.backbone_options
         if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
-            raise ValueError(f"backbone_options must be a dict of option names to values, got {options!r}")
+            raise ArchprofValueError(f"backbone_options must be a dict of option names to values, got {options!r}")
         fixed = sorted(set(options) & set(SET_BY_DETECTOR))
         if fixed:
-            raise ValueError(f"backbone_options may not set {', '.join(fixed)}: the detector takes every stage's features itself")
+            raise ArchprofValueError(f"backbone_options may not set {', '.join(fixed)}: the detector takes every stage's features itself")
         resolved = {**(RESNET_PRESETS[self.preset] if self.backbone.startswith("resnet") else {}), **options}
         object.__setattr__(self, "backbone_options", resolved)
 
@@ -320,7 +322,7 @@ class FCOSConfig(DetectorConfig):
         check_choice("centerness", self.centerness, CENTERNESS_ON)
         check_choice("box_activation", self.box_activation, BOX_ACTIVATIONS)
         if not isinstance(self.scales, bool):
-            raise ValueError(f"scales must be True or False, got {self.scales!r}")
+            raise ArchprofValueError(f"scales must be True or False, got {self.scales!r}")
 
 
 @dataclass(frozen=True)

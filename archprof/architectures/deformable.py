@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archprof.errors import ArchprofValueError
+
 
 class DeformConv2d(nn.Module):
     archprof_layer_type = "deformable conv"
@@ -32,7 +34,7 @@ class DeformConv2d(nn.Module):
     ) -> None:
         super().__init__()
         if in_channels % deformable_groups:
-            raise ValueError(
+            raise ArchprofValueError(
                 f"deformable_groups={deformable_groups} must divide the {in_channels} input channels"
             )
         self.in_channels, self.out_channels = in_channels, out_channels

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from archprof.errors import ArchprofValueError
 from archprof.tracing.inputs import DTYPES, Inputs, InputSpec
 
 PREFIX = "hf:"
@@ -51,7 +52,7 @@ MASK_ARGUMENTS = ("attention_mask", "decoder_attention_mask")
 SDPA = "archprof_sdpa"
 
 
-class HuggingFaceError(ValueError):
+class HuggingFaceError(ArchprofValueError):
     """An ``hf:`` model that cannot be built (one readable line)."""
 
 

@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from archprof.errors import ArchprofValueError
+
 
 class FrozenBatchNorm2d(nn.Module):
     """BatchNorm2d with fixed statistics and affine terms, as in maskrcnn-benchmark.
@@ -44,7 +46,7 @@ GN_GROUPS = 32  # the seed's MODEL.GROUP_NORM.NUM_GROUPS
 
 def group_norm(channels: int) -> nn.GroupNorm:
     if channels % GN_GROUPS:
-        raise ValueError(f"norm='gn' needs channels divisible by {GN_GROUPS}, got a layer with {channels}")
+        raise ArchprofValueError(f"norm='gn' needs channels divisible by {GN_GROUPS}, got a layer with {channels}")
     return nn.GroupNorm(GN_GROUPS, channels)
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from archprof.architectures.configs import BUILTIN_MODELS, BuiltinModel
+from archprof.errors import SpecError
 
 if TYPE_CHECKING:
     import torch
@@ -118,7 +119,7 @@ def model_info(name: str) -> ModelInfo:
     known = list_models()
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise ValueError(f"unknown model {name!r}{hint} (known: {', '.join(known)})")
+    raise SpecError(f"unknown model {name!r}{hint} (known: {', '.join(known)})")
 
 
 def model_entry(name: str) -> ModelEntry:
@@ -133,12 +134,13 @@ def build_model(name: str, *, device: str | torch.device = "cpu", **options: Any
     """Build the registered architecture ``name`` with ``options`` on ``device``.
 
     ``device="meta"`` builds the module tree with shapes but no weight memory, which is all a
-    profile needs. Unknown names and options raise ``ValueError`` naming the valid choices.
+    profile needs. Unknown names and options raise ``SpecError`` (a ``ValueError``) naming the valid
+    choices.
     """
     entry = model_entry(name)
     unknown = sorted(set(options) - set(entry.defaults))
     if unknown:
-        raise ValueError(
+        raise SpecError(
             f"{name} has no option {', '.join(unknown)} (options: {', '.join(entry.defaults)})"
         )
     import torch
@@ -150,7 +152,7 @@ def build_model(name: str, *, device: str | torch.device = "cpu", **options: Any
         raise
     except (RuntimeError, OverflowError, TypeError) as err:  # e.g. a layer too large to index
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"cannot build {name} with {options}: {message}") from err
+        raise SpecError(f"cannot build {name} with {options}: {message}") from err
     model.eval()
     model.archprof_name = name
     return model

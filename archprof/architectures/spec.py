@@ -10,6 +10,7 @@ import ast
 import importlib
 import importlib.util
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from archprof.architectures.registry import build_model, list_models
-
-
-class SpecError(ValueError):
-    """A model spec that cannot be built (one readable line)."""
+from archprof.architectures.registry import build_model, list_models, model_info
+from archprof.errors import SpecError
 
 
 @dataclass(frozen=True)
@@ -111,6 +109,37 @@ def parse_spec(text: str) -> ModelSpec:
     if not func.replace(".", "").replace("_", "").isalnum():
         raise SpecError(f"factory {text!r} names no callable (expected module:callable or file.py:callable)")
     return ModelSpec(text, f"{head}:{func}", parse_options(options) if sep2 else {}, factory=True)
+
+
+def spec_label(spec: ModelSpec, options: Mapping[str, Any]) -> str:
+    """The label of ``spec`` given ``options`` besides its own, as the user would type them all:
+    ``resnet50`` and ``freeze_at=2`` are ``resnet50:freeze_at=2``; ``fcos:centerness=reg`` and
+    ``norm='none'`` are ``fcos:centerness=reg,norm=none``; no options, ``spec.text`` itself."""
+    if not options:
+        return spec.text
+    return spec.text + ("," if spec.options else ":") + ",".join(f"{k}={option_text(v)}" for k, v in options.items())
+
+
+def option_text(value: Any) -> str:
+    """An option's value as a spec writes it: ``true``, ``[3,4,5]``, ``0.5``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(map(str, value)) + "]"
+    return str(value)
+
+
+def with_options(spec: ModelSpec, options: Mapping[str, Any]) -> ModelSpec:
+    """``spec`` built with ``options`` too, labelled with them (``spec_label``)."""
+    return ModelSpec(spec_label(spec, options), spec.name, {**spec.options, **options}, spec.factory, spec.inputs)
+
+
+def configured(name: str, options: Mapping[str, Any]) -> ModelSpec:
+    """Registered model ``name`` built with ``options``, labelled with those that differ from its
+    defaults: ``resnet50:freeze_at=2`` (what ``archprof resnet --depth 50 --freeze-at 2`` profiles)."""
+    defaults = model_info(name).defaults
+    changed = {k: v for k, v in options.items() if k not in defaults or v != defaults[k]}
+    return ModelSpec(spec_label(ModelSpec(name, name), changed), name, dict(options))
 
 
 def load_factory(target: str) -> Any:

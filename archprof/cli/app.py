@@ -1,19 +1,20 @@
 """The typer application and its error contract.
 
-Results go to stdout; bad input is one line on stderr and exit code 2, never a traceback.
+Results go to stdout; bad input is one line on stderr and exit code 2, never a traceback. The
+commands register themselves on ``app`` where they are defined (``commands.command``).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 
 import typer
 import typer.core
 import typer.main
 
 from archprof import __version__
-from archprof.cli import commands
 
 HELP = """FLOPs, MACs, parameters and memory of PyTorch architectures, traced at the dispatcher.
 
@@ -25,6 +26,16 @@ Examples:
 
 `archprof COMMAND --help` shows a command's options and examples.
 """
+
+@dataclass
+class Settings:
+    """Options of the whole command line (the root callback sets them for one run)."""
+
+    verbose: bool = False
+
+
+SETTINGS = Settings()
+
 
 class _PlainHelp:
     """typer's --help defaults to None, which typer coerces through pydantic (a tenth of a second
@@ -96,17 +107,7 @@ def _root(
     ),
 ) -> None:
     """FLOPs, MACs, parameters and memory of PyTorch architectures, traced at the dispatcher."""
-    commands.SETTINGS.verbose = verbose
-
-
-app.command("compare", cls=ArchprofCommand)(commands.compare_command)
-app.command("profile", cls=ArchprofCommand)(commands.profile_command)
-app.command("resnet", cls=ArchprofCommand)(commands.resnet_command)
-app.command("blocks", cls=ArchprofCommand)(commands.blocks_command)
-app.command("detector", cls=ArchprofCommand)(commands.detector_command)
-app.command("crosscheck", cls=ArchprofCommand)(commands.crosscheck_command)
-app.command("report", cls=ArchprofCommand)(commands.report_command)
-app.command("list", cls=ArchprofCommand)(commands.list_command)
+    SETTINGS.verbose = verbose
 
 
 def repeated_option(argv: list[str]) -> str | None:
@@ -152,7 +153,7 @@ def repeated_option(argv: list[str]) -> str | None:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the command line on ``argv`` and return its exit code (what ``main`` exits with)."""
-    commands.SETTINGS.verbose = False
+    SETTINGS.verbose = False
     if os.environ.get("_ARCHPROF_COMPLETE"):  # the shell asks for completions: typer's shells answer
         from typer.completion import completion_init
 
@@ -178,9 +179,6 @@ def run(argv: list[str] | None = None) -> int:
     except typer.Abort:
         print("archprof: aborted", file=sys.stderr)
         return 130
-    except commands.UserError as err:
-        print(f"archprof: error: {err}", file=sys.stderr)
-        return 2
     return result if isinstance(result, int) else 0
 
 

@@ -17,9 +17,11 @@ import typer
 from archprof.analysis.training import MODES, OPTIMIZER_STATES, PRECISIONS
 from archprof.architectures import list_models, model_info
 from archprof.architectures.configs import DEPTHS, DetectorConfig, ResNetConfig
-from archprof.cli.guard import UserCodeExit, user_code_guard
+from archprof.cli.app import SETTINGS, ArchprofCommand, app
+from archprof.cli.guard import user_code_guard
+from archprof.errors import EXIT_UNCOUNTED, ArchprofError, ArchprofNotice, ArchprofValueError
 from archprof.rendering.formats import FORMATS
-from archprof.rendering.output import OutputError, check_writable, emit, results
+from archprof.rendering.output import check_writable, emit, results
 
 # What needs torch (the analysis, the model specs and inputs, the writers) is imported inside the
 # commands that run a model: the help, --version, `list` and shell completion import none of it.
@@ -27,12 +29,9 @@ if TYPE_CHECKING:
     from archprof.architectures.spec import ModelSpec
     from archprof.tracing.inputs import Inputs
 
-EXIT_USAGE = 2
-EXIT_UNCOUNTED = 3
 
-
-class UserError(Exception):
-    """Bad input from the user: reported as one line on stderr with exit code 2."""
+class UserError(ArchprofError):
+    """Bad input on the command line: reported as one line on stderr with exit code 2."""
 
 
 def complete_model(incomplete: str) -> list[str]:
@@ -59,16 +58,6 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
-@dataclass
-class Settings:
-    """Options of the whole command line (the root callback sets them for one run)."""
-
-    verbose: bool = False
-
-
-SETTINGS = Settings()
-
-
 def _print_cause(err: BaseException) -> None:
     """With --verbose: the user's own traceback behind a one-line error."""
     cause = err.__cause__ or err
@@ -77,26 +66,36 @@ def _print_cause(err: BaseException) -> None:
 
 
 def reports_user_errors(command: Callable) -> Callable:
-    """One line on stderr and exit code 2 for bad input; exit code 3 for strict-mode failures."""
+    """Every expected failure, an ``ArchprofError``, is one line on stderr and its exit code: 2 for
+    bad input, 3 for ``--strict``'s uncounted ops. Anything else is a bug and keeps its traceback."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from archprof.analysis.profile import ArchprofNotice, ProfileError, UncountedOpsError
-        from archprof.architectures.spec import SpecError
-
         try:
             with user_code_guard(), warnings.catch_warnings():
                 warnings.simplefilter("ignore", ArchprofNotice)  # the commands print notices as one line each
                 return command(*args, **kwargs)
-        except UncountedOpsError as err:
-            typer.echo(f"archprof: error: {err}", err=True)
-            raise typer.Exit(EXIT_UNCOUNTED) from None
-        except (UserError, UserCodeExit, SpecError, OutputError, ProfileError, ValueError) as err:
-            _print_cause(err)
-            typer.echo(f"archprof: error: {' '.join(str(err).split())}", err=True)
-            raise typer.Exit(EXIT_USAGE) from None
+        except ArchprofError as err:
+            if err.exit_code == EXIT_UNCOUNTED:  # the uncounted ops, as listed: no cause behind them
+                typer.echo(f"archprof: error: {err}", err=True)
+            else:
+                _print_cause(err)
+                typer.echo(f"archprof: error: {' '.join(str(err).split())}", err=True)
+            raise typer.Exit(err.exit_code) from None
 
     return wrapper
+
+
+def command(name: str) -> Callable[[Callable], Callable]:
+    """Register the decorated function as ``archprof NAME``, where it is defined: its signature is
+    the command's options, its docstring the help, and ``reports_user_errors`` its error contract."""
+
+    def register(function: Callable) -> Callable:
+        guarded = reports_user_errors(function)
+        app.command(name, cls=ArchprofCommand)(guarded)
+        return guarded
+
+    return register
 
 
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
@@ -345,7 +344,7 @@ def profile_specs(
     checkpoint: str | None = None,
 ) -> list:
     from archprof.analysis.profile import profile
-    from archprof.architectures.spec import build_from_spec
+    from archprof.architectures.spec import build_from_spec, spec_label
 
     if device is Device.cuda:
         import torch
@@ -365,11 +364,8 @@ def profile_specs(
             from archprof.architectures.checkpoint import check_checkpoint
 
             check_checkpoint(model, checkpoint)
-        label = spec.text
-        if overrides:
-            label += ("," if ":" in spec.text and not spec.factory else ":") + ",".join(f"{k}={v}" for k, v in overrides.items())
         p = profile(
-            model, inputs=inputs_for(model, spec, choice), strict=strict, name=label, device=device.value if device else None,
+            model, inputs=inputs_for(model, spec, choice), strict=strict, name=spec_label(spec, overrides), device=device.value if device else None,
             seed=choice.seed, max_memory=max_memory, build=lambda spec=spec, options=options: build_from_spec(spec, "cpu", options),
             **training,
         )
@@ -491,7 +487,7 @@ def layout_for(
     try:
         return Layout(None if scale is None else scale.upper(), tuple(keys) if tables is not None else None, caption,
                       label, siunitx, command)
-    except ValueError as err:
+    except ArchprofValueError as err:
         raise UserError(f"--{err}") from None
 
 
@@ -500,21 +496,7 @@ def model_options(width: float | None, resolution: int | None, num_classes: int 
     return {k: v for k, v in given.items() if v is not None}
 
 
-def list_command() -> None:
-    """List the registered models with their options and defaults.
-
-    
-    Examples:
-      archprof list
-      archprof profile mobilenet_v2:width=0.75,resolution=192
-    """
-    # Not under reports_user_errors: it takes no input, runs no user code and loads no analysis (no torch).
-    from archprof.rendering.console import print_model_list
-
-    print_model_list([model_info(name) for name in list_models()])
-
-
-@reports_user_errors
+@command("compare")
 def compare_command(
     models: Annotated[list[str], typer.Argument(autocompletion=complete_model, metavar="MODEL", help="Models to compare, e.g. mobilenet_v1 mobilenet_v2:width=0.5,resolution=160.")],
     per_stage: PerStage = False,
@@ -579,7 +561,7 @@ def compare_command(
     render_models(comparison.profiles, list(comparison.by), fmt, output, unit, raw, comparison.depth, layout=layout)
 
 
-@reports_user_errors
+@command("profile")
 def profile_command(
     name: Annotated[str, typer.Argument(
         autocompletion=complete_model,
@@ -714,7 +696,7 @@ def options_of(config: type, names: tuple[str, ...] | None = None, given: bool =
     return decorate
 
 
-@reports_user_errors
+@command("resnet")
 @options_of(ResNetConfig)
 def resnet_command(
     options: dict[str, Any],
@@ -764,16 +746,13 @@ def resnet_command(
         raise UserError("--num-classes sets the classifier, which --backbone leaves out: give one")
     if "resolution" in options and (input_shape is not None or inputs):  # an --input sets the size instead
         raise UserError("--resolution sets the input size: give it or --input/--input-shape, not both")
-    from archprof.architectures.spec import ModelSpec
+    from archprof.architectures.spec import configured
 
     depth = options.pop("depth")
     name = f"resnet{depth}"
     if depth not in DEPTHS:
         raise UserError(f"--depth must be one of {', '.join(map(str, DEPTHS))}, got {depth}")
-    defaults = model_info(name).defaults
-    changed = {k: v for k, v in options.items() if v != defaults[k]}
-    label = name + (":" + ",".join(f"{k}={_spec_value(v)}" for k, v in changed.items()) if changed else "")
-    spec = ModelSpec(label, name, options)
+    spec = configured(name, options)
     choice = InputChoice(inputs, input_shape, batch, seed=seed, max_memory=max_memory, mode=mode.value,
                          optimizer=optimizer and optimizer.value, precision=precision and precision.value)
     profiles = profile_specs([spec], {}, choice, strict, device)
@@ -784,15 +763,7 @@ def resnet_command(
     render_models(profiles, groupings, fmt, output, unit, raw, layer_depth, layout=layout)
 
 
-def _spec_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(map(str, value)) + "]"
-    return str(value)
-
-
-@reports_user_errors
+@command("blocks")
 def blocks_command(
     channels: Annotated[int, typer.Option("--channels", help="Input channels (C, M, d').")] = 64,
     out_channels: Annotated[int, typer.Option("--out-channels", help="Output channels (C', N, d'').")] = 64,
@@ -837,56 +808,10 @@ def blocks_command(
             tables=lambda: blocks_tables(comparison))
 
 
-@reports_user_errors
-def crosscheck_command(
-    name: Annotated[str, typer.Argument(autocompletion=complete_model, metavar="MODEL", help="A registered model (with :key=value options) or a factory.")],
-    width: Annotated[float | None, typer.Option("--width", help="Width multiplier (MobileNets).")] = None,
-    resolution: ResolutionOption = None,
-    num_classes: NumClassesOption = None,
-    input_shape: InputShapeOption = None,
-    inputs: InputOption = None,
-    fmt: FormatOption = Format.table,
-    output: OutputOption = None,
-    unit: Annotated[Unit, typer.Option("--unit", help="The common unit every tool is converted to.")] = Unit.macs,
-    raw: RawOption = False,
-    scale: ScaleOption = None,
-    table: TableOption = None,
-    caption: CaptionOption = None,
-    label: LabelOption = None,
-    siunitx: SiunitxOption = False,
-) -> None:
-    """Check the count against fvcore, thop and FlopCounterMode.
-
-    
-    Examples:
-      archprof crosscheck mobilenet_v2
-      archprof crosscheck resnet18 --unit flops
-      archprof crosscheck mobilenet_v1 --format json -o crosscheck.json
-
-    One real CPU forward at batch 1; every difference is attributed to a named convention.
-    """
-    refuse_unread(fmt, raw)  # --unit is honoured: every tool's count is converted to it, in every format
-    layout = layout_for("crosscheck", fmt, raw, scale, table, caption, label, siunitx)
-    from archprof.analysis.crosscheck import crosscheck
-    from archprof.architectures.spec import build_from_spec, parse_spec
-    from archprof.rendering.tables import crosscheck_tables
-    from archprof.rendering.writers import crosscheck_to_csv, crosscheck_to_json
-
-    if output is not None:
-        check_writable(output)
-    spec = parse_spec(name)
-    given = input_shape or inputs or spec.inputs
-    choice = InputChoice(inputs, input_shape, None if given else 1, resolution)  # batch 1 unless inputs are given
-    model = build_from_spec(spec, "cpu", builder_options(spec, model_options(width, resolution, num_classes), choice))
-    check = crosscheck(model, unit=unit.value, name=spec.text, inputs=inputs_for(model, spec, choice))
-    emit_as(fmt, output, raw, layout=layout, json=lambda: crosscheck_to_json(check), csv=lambda: crosscheck_to_csv(check),
-            tables=lambda: crosscheck_tables(check))
-
-
 DETECTORS = ("fcos", "retinanet")
 
 
-@reports_user_errors
+@command("detector")
 @options_of(DetectorConfig, ("preset", "levels", "extra_from", "head_channels", "head_depth", "norm"), given=True)
 def detector_command(
     options: dict[str, Any],
@@ -934,7 +859,7 @@ def detector_command(
     """
     refuse_unread(fmt, raw, unit)
     layout = layout_for("detector", fmt, raw, scale, table, caption, label, siunitx)
-    from archprof.architectures.spec import ModelSpec, parse_spec
+    from archprof.architectures.spec import parse_spec, with_options
 
     refuse_depth("detector", depth, "--backbone resnet101")
     if layer_depth is not None and layer_depth < 1:
@@ -958,17 +883,62 @@ def detector_command(
     twice = sorted(set(flags) & set(spec.options))
     if twice:
         raise UserError(f"{twice[0]} is given both in {name!r} and as an option: give it once")
-    label = spec.text + ("," if ":" in spec.text else ":") * bool(flags) + ",".join(f"{k}={_spec_value(v)}" for k, v in flags.items())
     choice = InputChoice(inputs, input_shape, batch, seed=seed, max_memory=max_memory, mode=mode.value,
                          optimizer=optimizer and optimizer.value, precision=precision and precision.value)
-    profiles = profile_specs([ModelSpec(label, spec.name, {**spec.options, **flags})], {}, choice, strict, device)
+    profiles = profile_specs([with_options(spec, flags)], {}, choice, strict, device)
     groupings = [by for by, on in (("part", per_part), ("level", per_level)) if on]
     if per_stage or per_block or per_type or per_layer or layer_depth is not None:
         groupings += views(per_stage, per_block, per_type, per_layer or layer_depth is not None)
     render_models(profiles, groupings or ["part", "level"], fmt, output, unit, raw, layer_depth, layout=layout)
 
 
-@reports_user_errors
+@command("crosscheck")
+def crosscheck_command(
+    name: Annotated[str, typer.Argument(autocompletion=complete_model, metavar="MODEL", help="A registered model (with :key=value options) or a factory.")],
+    width: Annotated[float | None, typer.Option("--width", help="Width multiplier (MobileNets).")] = None,
+    resolution: ResolutionOption = None,
+    num_classes: NumClassesOption = None,
+    input_shape: InputShapeOption = None,
+    inputs: InputOption = None,
+    fmt: FormatOption = Format.table,
+    output: OutputOption = None,
+    unit: Annotated[Unit, typer.Option("--unit", help="The common unit every tool is converted to.")] = Unit.macs,
+    raw: RawOption = False,
+    scale: ScaleOption = None,
+    table: TableOption = None,
+    caption: CaptionOption = None,
+    label: LabelOption = None,
+    siunitx: SiunitxOption = False,
+) -> None:
+    """Check the count against fvcore, thop and FlopCounterMode.
+
+    
+    Examples:
+      archprof crosscheck mobilenet_v2
+      archprof crosscheck resnet18 --unit flops
+      archprof crosscheck mobilenet_v1 --format json -o crosscheck.json
+
+    One real CPU forward at batch 1; every difference is attributed to a named convention.
+    """
+    refuse_unread(fmt, raw)  # --unit is honoured: every tool's count is converted to it, in every format
+    layout = layout_for("crosscheck", fmt, raw, scale, table, caption, label, siunitx)
+    from archprof.analysis.crosscheck import crosscheck
+    from archprof.architectures.spec import build_from_spec, parse_spec
+    from archprof.rendering.tables import crosscheck_tables
+    from archprof.rendering.writers import crosscheck_to_csv, crosscheck_to_json
+
+    if output is not None:
+        check_writable(output)
+    spec = parse_spec(name)
+    given = input_shape or inputs or spec.inputs
+    choice = InputChoice(inputs, input_shape, None if given else 1, resolution)  # batch 1 unless inputs are given
+    model = build_from_spec(spec, "cpu", builder_options(spec, model_options(width, resolution, num_classes), choice))
+    check = crosscheck(model, unit=unit.value, name=spec.text, inputs=inputs_for(model, spec, choice))
+    emit_as(fmt, output, raw, layout=layout, json=lambda: crosscheck_to_json(check), csv=lambda: crosscheck_to_csv(check),
+            tables=lambda: crosscheck_tables(check))
+
+
+@command("report")
 def report_command(
     out: Annotated[str, typer.Option("--out", metavar="DIR", help="Directory for the reports (created if missing).")] = "reports",
 ) -> None:
@@ -1004,3 +974,17 @@ def report_command(
         task = progress.add_task("profiling", total=PROFILE_COUNT)
         written = write_reports(target, lambda what: progress.update(task, advance=1, description=f"profiling {what}"))
     typer.echo(f"wrote {len(written)} files to {target}/ (index: {target / 'README.md'})", file=results())
+
+
+@command("list")
+def list_command() -> None:
+    """List the registered models with their options and defaults.
+
+    
+    Examples:
+      archprof list
+      archprof profile mobilenet_v2:width=0.75,resolution=192
+    """
+    from archprof.rendering.console import print_model_list
+
+    print_model_list([model_info(name) for name in list_models()])

@@ -18,10 +18,11 @@ import contextlib
 import sys
 from collections.abc import Iterator
 
+from archprof.errors import ArchprofError
 from archprof.rendering.output import all_or_nothing, results_to
 
 
-class UserCodeExit(Exception):
+class UserCodeExit(ArchprofError):
     """The model's code called ``sys.exit``: one line on stderr and exit code 2."""
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from archprof.analysis.profile import Profile
+from archprof.errors import ArchprofValueError
 from archprof.rendering.output import make_dirs, write_atomic
 
 FIGURE_FORMATS = (".svg", ".pdf", ".png")
@@ -44,7 +45,7 @@ class FigureData:
     labelled: list[bool] = field(default_factory=list)  # scatter: which points carry a label
 
 
-class FigureError(ValueError):
+class FigureError(ArchprofValueError):
     """A figure cannot be drawn (matplotlib missing, unknown file type)."""
 
 

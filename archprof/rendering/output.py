@@ -18,12 +18,14 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from archprof.errors import ArchprofValueError
+
 if TYPE_CHECKING:  # the writers import the analysis (and torch): loaded when there is something to write
     from archprof.rendering.tables import Table
     from archprof.rendering.writers import Layout
 
 
-class OutputError(ValueError):
+class OutputError(ArchprofValueError):
     """The output path cannot be written (one readable line)."""
 
 

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.overrides import TorchFunctionMode
 
+from archprof.errors import ArchprofError
+
 if TYPE_CHECKING:
     from archprof.tracing.tracer import Tracer
 
 
-class TrainingError(Exception):
+class TrainingError(ArchprofError):
     """A training step cannot be traced: no loss to differentiate (one readable line)."""
 
 

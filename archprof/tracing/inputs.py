@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from archprof.errors import ArchprofValueError
+
 # Names a user may write after the shape: ``1x128:int64``.
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32, "float": torch.float32, "fp32": torch.float32,
@@ -30,7 +32,7 @@ DTYPES: dict[str, torch.dtype] = {
 DEFAULT_INTEGER_HIGH = 2  # integer inputs with no range and no embedding to read one from: 0 or 1
 
 
-class InputError(ValueError):
+class InputError(ArchprofValueError):
     """An input or input spec that cannot be used (one readable line naming the input)."""
 
 
