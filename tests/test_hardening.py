@@ -349,6 +349,7 @@ def test_fuzzed_command_lines_exit_0_2_or_3_with_no_traceback_and_no_partial_fil
                 code = run(args)
             stdout, stderr = out_buffer.getvalue(), err_buffer.getvalue()
             assert code in (0, 2, 3), (args, code, stderr)
+            assert code != 3 or "--strict" in args, (args, stderr)  # 3 is --strict's uncounted ops, nothing else
         assert "Traceback" not in stderr + stdout, args
         assert "user-print" not in stdout, args
         lines = [line for line in stderr.splitlines() if not line.startswith("user-print: ")]

@@ -102,3 +102,20 @@ def test_an_override_by_function_keeps_the_ops_layer_type_and_first_output_only(
     assert (batch_norm.layer_type, batch_norm.first_output_only) == ("normalization", True)
     lgamma = rules_with({aten.lgamma: one})[aten.lgamma]  # an op without a rule of its own
     assert (lgamma.layer_type, lgamma.first_output_only) == ("other", False)
+
+
+# --- an op with an auxiliary output -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_log_sigmoid_costs_and_writes_its_output_only_not_its_backward_buffer(device):
+    # log_sigmoid_forward returns (output, buffer); the buffer is kept for backward. README: 3 FLOPs
+    # per element, and activations exclude an op's auxiliary outputs.
+    p = archprof.profile(nn.LogSigmoid(), (2, 5), device=device, strict=True)
+    assert (p.totals.flops, p.totals.activations) == (3 * 10, 10)
+
+
+def test_a_loss_outside_a_layer_is_of_layer_type_loss():
+    # README conventions: the common losses are their own layer type, "loss"; mse: 2 per element + the mean's add
+    p = archprof.profile(Apply(lambda x: nn.functional.mse_loss(x, x)), (3, 4), strict=True)
+    assert [(r.name, r.flops) for r in p.group("type")] == [("loss", 2 * 12 + 12)]
