@@ -365,7 +365,8 @@ def profile_specs(
 
             check_checkpoint(model, checkpoint)
         p = profile(
-            model, inputs=inputs_for(model, spec, choice), strict=strict, name=spec_label(spec, overrides), device=device.value if device else None,
+            model, inputs=inputs_for(model, spec, choice), strict=strict, name=spec_label(spec, overrides),
+            device=device.value if device else None,
             seed=choice.seed, max_memory=max_memory, build=lambda spec=spec, options=options: build_from_spec(spec, "cpu", options),
             **training,
         )
