@@ -19,11 +19,10 @@ FlopCounterMode's FLOPs / 2 on every model, so both did the same work.
 With ``--report``, the markdown section is written into that file in place of an earlier one
 (from its heading to the next ``## `` heading), or appended.
 
-``--mode`` picks what is timed: ``inference`` (an eval-mode forward, the only mode so far). The hook
-for a training step is :data:`MODES`: once ``archprof.profile(..., mode="train")`` exists, a
-``"train"`` entry times it against ``FlopCounterMode`` around the same meta forward, loss and
-``backward()`` (and a bare meta forward and backward as the floor), with grad enabled instead of
-``torch.no_grad()``.
+``--mode`` picks what is timed: ``inference`` (an eval-mode forward) or ``train`` (a training step:
+``archprof.profile(..., mode="train")`` against ``FlopCounterMode`` around the same meta forward in
+training mode, archprof's loss (``tracing.autograd.scalar_loss``) and ``backward()``, and a bare meta
+forward and backward as the floor); its section is written under its own heading.
 """
 
 from __future__ import annotations
@@ -48,6 +47,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import archprof
 from archprof.architectures.spec import build_from_spec, parse_spec
+from archprof.tracing.autograd import scalar_loss
 
 IMAGE = (1, 3, 224, 224)
 # (label, how it is built, what it is)
@@ -64,20 +64,46 @@ MODELS = [
      "transformers LlamaForCausalLM: d 512, 8 layers, 8 heads, 2 KV heads, SwiGLU 1376, vocab 32000, 1x128 tokens"),
 ]
 TOOLS = ["archprof", "FlopCounterMode", "bare forward", "bare forward, GC off"]
-MODES = ("inference",)  # add "train" here (see calls) once archprof.profile takes mode="train"
-HEADING = "## On the meta device: archprof, FlopCounterMode and a bare forward"
+MODES = ("inference", "train")
+HEADINGS = {
+    "inference": "## On the meta device: archprof, FlopCounterMode and a bare forward",
+    "train": "## A training step on the meta device: archprof, FlopCounterMode and a bare forward and backward",
+}
 
 
-def build(source: str) -> tuple[torch.nn.Module, dict[str, Any], Callable[[], Any]]:
+CALLS = {
+    "inference": "`archprof` is `archprof.profile(model, ...)`; `FlopCounterMode` is `with torch.no_grad(), "
+                 "FlopCounterMode(display=False): model(...)`; `bare forward` is `with torch.no_grad(): model(...)`, the "
+                 "floor of any count made at the dispatcher; `GC off` is the same with the garbage collector paused, as "
+                 "archprof's trace pauses it.",
+    "train": "`archprof` is `archprof.profile(model, ..., mode=\"train\")`; `FlopCounterMode` is `with "
+             "FlopCounterMode(display=False): scalar_loss(model(...)).backward()` with the model in training mode; `bare "
+             "forward` is the same forward and backward without a counter, the floor; `GC off` pauses the collector.",
+}
+
+
+def build(source: str, mode: str = "inference") -> tuple[torch.nn.Module, dict[str, Any], Callable[[], Any]]:
     """The meta-built model, the meta keyword inputs every tool gets, and archprof's call."""
     if source.startswith("hf:"):
         model = build_from_spec(parse_spec(source))
         specs = model.archprof_inputs.kwargs
         kwargs = {k: torch.empty(s.shape, dtype=s.dtype or torch.float32, device="meta") for k, s in specs.items()}
-        return model, kwargs, lambda: archprof.profile(model, kwargs=kwargs)
+        return model, kwargs, lambda: archprof.profile(model, kwargs=kwargs, mode=mode)
     model = archprof.build_model(source, device="meta")
     x = torch.empty(IMAGE, device="meta")
-    return model, {"x": x}, lambda: archprof.profile(model, inputs=x)
+    return model, {"x": x}, lambda: archprof.profile(model, inputs=x, mode=mode)
+
+
+def run_model(model: torch.nn.Module, args: tuple, kwargs: dict[str, Any], mode: str) -> None:
+    """The model's forward, or for a training step its forward, archprof's loss and the backward."""
+    if mode == "inference":
+        with torch.no_grad():
+            model(*args, **kwargs)
+        return
+    model.train()
+    scalar_loss(model(*args, **kwargs)).backward()
+    for p in model.parameters():
+        p.grad = None
 
 
 def calls(
@@ -88,13 +114,12 @@ def calls(
     args, kw = ((kwargs["x"],), {}) if list(kwargs) == ["x"] else ((), kwargs)
 
     def flop_counter() -> None:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(*args, **kw)
+        with FlopCounterMode(display=False) as counter:
+            run_model(model, args, kw, mode)
         counter.get_total_flops()
 
     def bare() -> None:
-        with torch.no_grad():
-            model(*args, **kw)
+        run_model(model, args, kw, mode)
 
     def bare_gc_off() -> None:
         gc.disable()
@@ -106,20 +131,20 @@ def calls(
     return {"archprof": profile, "FlopCounterMode": flop_counter, "bare forward": bare, "bare forward, GC off": bare_gc_off}
 
 
-def check_counts(model: torch.nn.Module, kwargs: dict[str, Any], profile: Callable[[], Any]) -> tuple[int, int]:
+def check_counts(model: torch.nn.Module, kwargs: dict[str, Any], profile: Callable[[], Any], mode: str) -> tuple[int, int]:
     macs = profile().totals.macs
     args, kw = ((kwargs["x"],), {}) if list(kwargs) == ["x"] else ((), kwargs)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(*args, **kw)
+    with FlopCounterMode(display=False) as counter:
+        run_model(model, args, kw, mode)
     return macs, counter.get_total_flops() // 2
 
 
 def measure(repeats: int, mode: str = "inference") -> list[dict[str, Any]]:
     rows = []
     for label, source, what in MODELS:
-        model, kwargs, profile = build(source)
+        model, kwargs, profile = build(source, mode)
         runs = calls(model, kwargs, profile, mode)
-        macs, fcm_macs = check_counts(model, kwargs, profile)
+        macs, fcm_macs = check_counts(model, kwargs, profile, mode)
         for run in runs.values():  # warm-up: the first meta call of a kind imports and caches
             run()
         times: dict[str, list[float]] = {tool: [] for tool in TOOLS}
@@ -156,26 +181,27 @@ def cell(row: dict[str, Any], tool: str) -> str:
     return f"{median_ms(row, tool):.1f} ms ({min(t) * 1000:.1f} - {max(t) * 1000:.1f})"
 
 
-def markdown(rows: list[dict[str, Any]], repeats: int, argv: list[str]) -> str:
+def markdown(rows: list[dict[str, Any]], repeats: int, argv: list[str], mode: str = "inference") -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "") if Path("/proc/cpuinfo").exists() else platform.processor()
     versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in ("torch", "transformers", "archprof"))
     lines = [
-        HEADING, "",
+        HEADINGS[mode], "",
         f"Generated by `{' '.join(argv)}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {cpu}, "
         f"{os.cpu_count()} cores shared with other work, Python {platform.python_version()}, {versions}, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}.", "",
         "One process; every tool runs on the same meta-built model with the same meta inputs. "
         f"Median (min - max) of {repeats} repeats, interleaved: one call of each tool per round, in an order "
         "that rotates each round, after one warm-up of each, with `gc.collect()` before every call, so that "
-        "load from other work falls on all tools alike. `archprof` is `archprof.profile(model, ...)`; "
-        "`FlopCounterMode` is `with torch.no_grad(), FlopCounterMode(display=False): model(...)`; "
-        "`bare forward` is `with torch.no_grad(): model(...)`, the floor of any count made at the dispatcher; "
-        "`GC off` is the same with the garbage collector paused, as archprof's trace pauses it. "
+        "load from other work falls on all tools alike. "
+        + (CALLS[mode] + " ")
         + ("archprof's MACs equal FlopCounterMode's FLOPs / 2 on every model (checked in the run), so both "
            "counted the same work." if all(r["macs"] == r["fcm_macs"] for r in rows) else
            "archprof's MACs differ from FlopCounterMode's FLOPs / 2 on " + ", ".join(
-               f"{r['model']} ({r['macs']:,} against {r['fcm_macs']:,})" for r in rows if r["macs"] != r["fcm_macs"]) + "."),
+               f"{r['model']} ({r['macs']:,} against {r['fcm_macs']:,})" for r in rows if r["macs"] != r["fcm_macs"])
+           + (": FlopCounterMode's convolution_backward formula ignores groups, so it counts a depthwise "
+              "convolution's gradients as a dense convolution's (torch/utils/flop_counter.py, conv_backward_flop; "
+              "tests/test_training.py pins it)." if mode == "train" else ".")),
         "",
         "| model | MACs | " + " | ".join(TOOLS) + " | archprof / FCM | archprof / bare forward "
         "| of the minimums: archprof / FCM, / bare |",
@@ -202,16 +228,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=21, help="timed calls per tool and model")
     parser.add_argument("--report", type=Path, help="markdown file to write the section into")
-    parser.add_argument("--mode", choices=MODES, default="inference", help="what is timed (a training step once it exists)")
+    parser.add_argument("--mode", choices=MODES, default="inference", help="what is timed: an inference forward or a training step")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
     rows = measure(args.repeats, args.mode)
-    section = markdown(rows, args.repeats, [".venv/bin/python", "benchmarks/" + Path(__file__).name, *sys.argv[1:]])
+    section = markdown(rows, args.repeats, [".venv/bin/python", "benchmarks/" + Path(__file__).name, *sys.argv[1:]], args.mode)
     print()
     print(section)
     if args.report:
-        write_section(args.report, HEADING, section)
+        write_section(args.report, HEADINGS[args.mode], section)
 
 
 if __name__ == "__main__":

@@ -255,3 +255,18 @@ def test_a_checkpointed_block_is_recomputed_in_the_backward_and_saves_only_its_i
     # Inside the checkpoint nothing is saved; it keeps its input x (2x8 floats), b its input (2x16).
     assert [layers[n].saved_bytes for n in ("a.0", "a.1", "a.2", "b")] == [0, 0, 0, 2 * 16 * 4]
     assert p.totals.saved_bytes == 2 * 8 * 4 + 2 * 16 * 4
+
+
+def test_flop_counter_mode_counts_a_depthwise_weight_gradient_as_a_dense_one():
+    """torch's conv_backward_flop ignores groups (torch/utils/flop_counter.py): the weight gradient
+    of a depthwise 3x3 over 8 channels at 16x16 is 8*16*16*9 = 18,432 MACs, FlopCounterMode counts
+    8 x 8*16*16*9 = 147,456. archprof's rule takes the forward's MACs, groups included."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 1, bias=False), nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False))
+    p = _train(model, (1, 3, 16, 16))
+    pointwise, depthwise = 3 * 8 * 16 * 16, 8 * 16 * 16 * 9
+    assert (_layer(p, "0").backward_macs, _layer(p, "1").backward_macs) == (pointwise, 2 * depthwise)
+    meta = nn.Sequential(nn.Conv2d(3, 8, 1, bias=False), nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)).to("meta")
+    with FlopCounterMode(display=False) as counter:
+        meta(torch.empty(1, 3, 16, 16, device="meta")).sum().backward()
+    backward = counter.get_flop_counts()["Global"][torch.ops.aten.convolution_backward] // 2
+    assert backward == pointwise + depthwise + 8 * depthwise
