@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _sections import write_section  # benchmarks/, the script's own folder
 from torch.utils.flop_counter import FlopCounterMode
 
 import archprof
@@ -109,17 +110,6 @@ def render(results: list[dict[str, object]], repeats: int) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    start = text.find(HEADING)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -128,7 +118,7 @@ def main() -> None:
     section = render(measure(options.repeats), options.repeats)
     print(section)
     if options.report:
-        write_section(options.report, section)
+        write_section(options.report, HEADING, section)
 
 
 if __name__ == "__main__":
