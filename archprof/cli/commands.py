@@ -197,7 +197,7 @@ NoDepthOption = Annotated[str | None, typer.Option("--depth", hidden=True)]  # a
 def refuse_unread(fmt: Format, raw: bool, unit: Unit | None = None, plot: str | None = None) -> None:
     """--raw and --unit shape the tables: CSV and JSON export exact integers of every cost, where
     they would change nothing (--unit still picks the cost a --plot draws)."""
-    if fmt not in (Format.csv, Format.json):
+    if not FORMATS[fmt.value].exports_data:
         return
     if raw:
         raise UserError(f"--raw is for tables: --format {fmt.value} always writes exact integers")
@@ -472,14 +472,14 @@ def layout_for(
     if latex_only and fmt is not Format.latex:
         raise UserError(f"{latex_only[0]} is for LaTeX: add --format latex")
     if scale is not None:
-        if fmt not in (Format.markdown, Format.latex):
+        if FORMATS[fmt.value].writer is None:  # the console's tables and the data exports have no fixed unit
             raise UserError("--scale sets the unit of Markdown and LaTeX tables: add --format markdown or latex")
         if raw:
             raise UserError("--raw writes exact integers and --scale a unit: give one")
         if scale.upper() not in SCALES:
             raise UserError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
     keys = [k.strip() for text in tables or [] for k in text.split(",")]
-    if tables is not None and fmt in (Format.csv, Format.json):
+    if tables is not None and FORMATS[fmt.value].exports_data:
         raise UserError(f"--table picks tables of the table, markdown and latex formats; --format {fmt.value} exports all the data")
     if any(not k for k in keys):
         raise UserError(f"--table {','.join(tables or [])!r} names an empty table")
