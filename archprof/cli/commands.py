@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import re
 import sys
 import traceback
+import typing
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,14 +91,75 @@ def reports_user_errors(command: Callable) -> Callable:
 
 def command(name: str) -> Callable[[Callable], Callable]:
     """Register the decorated function as ``archprof NAME``, where it is defined: its signature is
-    the command's options, its docstring the help, and ``reports_user_errors`` its error contract."""
+    the command's options (a parameter defaulting to a ``group`` stands for the options of its
+    dataclass), its docstring the help, and ``reports_user_errors`` its error contract."""
 
     def register(function: Callable) -> Callable:
-        guarded = reports_user_errors(function)
+        guarded = reports_user_errors(expand(function, grouped))
         app.command(name, cls=ArchprofCommand)(guarded)
         return guarded
 
     return register
+
+
+def expand(
+    command: Callable, derive: Callable[[inspect.Parameter], tuple[list[inspect.Parameter], Callable[[dict[str, Any]], Any]] | None],
+    signature: inspect.Signature | None = None,
+) -> Callable:
+    """``command`` as typer reads it: each parameter that ``derive`` gives options for becomes those
+    options where it stands (in ``signature``, by default the command's own), and the command
+    receives the value ``derive``'s builder makes of them."""
+    signature = signature or inspect.signature(command, eval_str=True)
+    parameters: list[inspect.Parameter] = []
+    builders: dict[str, tuple[list[str], Callable[[dict[str, Any]], Any]]] = {}
+    for parameter in signature.parameters.values():
+        derived = derive(parameter)
+        if derived is None:
+            parameters.append(parameter)
+        else:
+            options, build = derived
+            parameters += options
+            builders[parameter.name] = ([o.name for o in options], build)
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for name, (names, build) in builders.items():
+            kwargs[name] = build({n: kwargs.pop(n) for n in names})
+        return command(*args, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    return wrapper
+
+
+@dataclass(frozen=True)
+class Group:
+    """A command parameter's default that stands for command-line options: the fields ``names`` of
+    the dataclass ``of`` (all of them, in their order, when none is named), each the option its
+    annotation declares, or the one ``retyped`` gives it under this command. The command receives
+    ``of`` built from them; the fields not named keep their defaults."""
+
+    of: type
+    names: tuple[str, ...]
+    retyped: tuple[tuple[str, Any], ...]
+
+    def options(self) -> list[inspect.Parameter]:
+        hints = typing.get_type_hints(self.of, include_extras=True)
+        defaults = {f.name: f.default for f in dataclasses.fields(self.of)}
+        annotations = {**hints, **dict(self.retyped)}
+        return [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=defaults[name], annotation=annotations[name])
+                for name in self.names or tuple(defaults)]
+
+
+def group(of: type, *names: str, **retyped: Any) -> Any:
+    """Options of a command written once, as the fields of ``of``: ``out: OutputChoice = group(OutputChoice)``."""
+    return Group(of, names, tuple(retyped.items()))
+
+
+def grouped(parameter: inspect.Parameter) -> tuple[list[inspect.Parameter], Callable[[dict[str, Any]], Any]] | None:
+    """``expand``'s reading of a parameter whose default is a ``group``: its fields' options, and the dataclass."""
+    if not isinstance(parameter.default, Group):
+        return None
+    return parameter.default.options(), lambda values, of=parameter.default.of: of(**values)
 
 
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
@@ -194,6 +258,60 @@ LayerDepthOption = Annotated[int | None, typer.Option("--layer-depth", metavar="
 NoDepthOption = Annotated[str | None, typer.Option("--depth", hidden=True)]  # any value: the refusal, not a parse error
 
 
+@dataclass
+class OutputChoice:
+    """How the command line says what a result is written as, and where."""
+
+    fmt: FormatOption = Format.table
+    output: OutputOption = None
+    unit: UnitOption = Unit.macs
+    raw: RawOption = False
+    scale: ScaleOption = None
+    table: TableOption = None
+    caption: CaptionOption = None
+    label: LabelOption = None
+    siunitx: SiunitxOption = False
+
+
+@dataclass
+class Views:
+    """The grouped tables asked for."""
+
+    per_stage: PerStage = False
+    per_block: PerBlock = False
+    per_type: PerType = False
+    per_layer: PerLayer = False
+    per_part: PerPart = False
+    per_level: PerLevel = False
+    per_stride: PerStride = False
+    layer_depth: LayerDepthOption = None
+
+    def check(self) -> None:
+        """Refuse a --layer-depth that folds the layer view to nothing."""
+        if self.layer_depth is not None and self.layer_depth < 1:
+            raise UserError(f"--layer-depth must be >= 1, got {self.layer_depth}")
+
+
+@dataclass
+class Counting:
+    """How each model is counted: --strict, and an inference forward or a training step."""
+
+    strict: StrictOption = False
+    mode: ModeOption = Mode.inference
+    optimizer: OptimizerOption = None
+    precision: PrecisionOption = None
+
+    def training(self) -> dict[str, str]:
+        """``profile()``'s mode, optimizer and precision; each training option refused without --mode train."""
+        if self.mode.value != "train":
+            given = "--optimizer" if self.optimizer is not None else "--precision" if self.precision is not None else None
+            if given:
+                raise UserError(f"{given} is for a training step: add --mode train")
+            return {}
+        return {"mode": "train", "optimizer": self.optimizer.value if self.optimizer is not None else "sgd",
+                "precision": self.precision.value if self.precision is not None else "fp32"}
+
+
 def refuse_unread(fmt: Format, raw: bool, unit: Unit | None = None, plot: str | None = None) -> None:
     """--raw and --unit shape the tables: CSV and JSON export exact integers of every cost, where
     they would change nothing (--unit still picks the cost a --plot draws)."""
@@ -210,16 +328,16 @@ def refuse_depth(command: str, depth: str | None, network: str = "`archprof resn
         raise UserError(f"{command} has no --depth: --layer-depth N folds the layer view; a ResNet's depth is {network}")
 
 
-def views(
-    per_stage: bool, per_block: bool, per_type: bool, per_layer: bool, per_part: bool = False, per_level: bool = False,
-    per_stride: bool = False,
-) -> list[str]:
-    """The grouped tables asked for; none asked means stage, block and type."""
-    asked = (("part", per_part), ("level", per_level), ("stage", per_stage), ("stride", per_stride), ("block", per_block),
-             ("type", per_type), ("layer", per_layer))
+def views(shown: Views, default: tuple[str, ...] | None = None) -> list[str]:
+    """The grouped tables asked for (--layer-depth asks for the layer view); none asked means
+    ``default``, else stage, block and type."""
+    asked = (("part", shown.per_part), ("level", shown.per_level), ("stage", shown.per_stage), ("stride", shown.per_stride),
+             ("block", shown.per_block), ("type", shown.per_type), ("layer", shown.per_layer or shown.layer_depth is not None))
     chosen = [by for by, on in asked if on]
     if chosen:
         return chosen
+    if default is not None:
+        return list(default)
     from archprof.analysis.profile import DEFAULT_GROUPINGS
 
     return list(DEFAULT_GROUPINGS)
@@ -263,25 +381,14 @@ def parse_size(text: str | None) -> int | None:
 class InputChoice:
     """How the command line says what each model's forward is called with."""
 
-    inputs: list[str] | None = None  # --input, repeatable
-    input_shape: str | None = None  # --input-shape: one float input
-    batch: int | None = None
-    resolution: int | None = None  # a user factory's input height and width
-    seq_len: int | None = None
-    seed: int = 0
-    max_memory: str | None = None
-    mode: str = "inference"  # or "train": a training step, with its optimizer and precision
-    optimizer: str | None = None
-    precision: str | None = None
-
-    def training(self) -> dict[str, str]:
-        """``profile()``'s mode, optimizer and precision; each training option refused without --mode train."""
-        if self.mode != "train":
-            given = "--optimizer" if self.optimizer is not None else "--precision" if self.precision is not None else None
-            if given:
-                raise UserError(f"{given} is for a training step: add --mode train")
-            return {}
-        return {"mode": "train", "optimizer": self.optimizer or "sgd", "precision": self.precision or "fp32"}
+    inputs: InputOption = None  # repeatable
+    input_shape: InputShapeOption = None  # one float input
+    batch: BatchOption = None
+    resolution: ResolutionOption = None  # a user factory's input height and width
+    seq_len: SeqLenOption = None
+    seed: SeedOption = 0
+    max_memory: MaxMemoryOption = None
+    device: DeviceOption = None  # meta by default
 
 
 def inputs_for(model: Any, spec: ModelSpec, choice: InputChoice) -> Inputs:
@@ -339,13 +446,13 @@ def profile_specs(
     specs: list[ModelSpec],
     overrides: dict[str, Any],
     choice: InputChoice,
-    strict: bool,
-    device: Device | None = None,
+    counting: Counting,
     checkpoint: str | None = None,
 ) -> list:
     from archprof.analysis.profile import profile
     from archprof.architectures.spec import build_from_spec, spec_label
 
+    device = choice.device
     if device is Device.cuda:
         import torch
 
@@ -355,7 +462,7 @@ def profile_specs(
         # the meta device allocates nothing and draws no values: both are for a real forward
         raise UserError(f"{'--seed' if choice.seed else '--max-memory'} is for a real forward: --device meta runs none")
     max_memory = parse_size(choice.max_memory)
-    training = choice.training()
+    training = counting.training()
     profiles = []
     for spec in specs:
         options = builder_options(spec, overrides, choice)
@@ -365,7 +472,7 @@ def profile_specs(
 
             check_checkpoint(model, checkpoint)
         p = profile(
-            model, inputs=inputs_for(model, spec, choice), strict=strict, name=spec_label(spec, overrides),
+            model, inputs=inputs_for(model, spec, choice), strict=counting.strict, name=spec_label(spec, overrides),
             device=device.value if device else None,
             seed=choice.seed, max_memory=max_memory, build=lambda spec=spec, options=options: build_from_spec(spec, "cpu", options),
             **training,
@@ -425,10 +532,7 @@ def factory_parameters(spec: ModelSpec) -> set[str] | None:
 def render_models(
     profiles: list,
     groupings: list[str],
-    fmt: Format,
-    output: str | None,
-    unit: Unit,
-    raw: bool,
+    out: OutputChoice,
     depth: int | None,
     latencies: list | None = None,
     layout: Any = None,
@@ -437,35 +541,33 @@ def render_models(
     from archprof.rendering.writers import models_to_csv, models_to_json
 
     emit_as(
-        fmt, output, raw,
+        out,
         json=lambda: models_to_json(profiles, groupings, depth, latencies),
         csv=lambda: models_to_csv(profiles, groupings, depth, latencies),
-        tables=lambda: model_tables(profiles, groupings, unit.value, depth, latencies),
+        tables=lambda: model_tables(profiles, groupings, out.unit.value, depth, latencies),
         layout=layout,
     )
 
 
 def emit_as(
-    fmt: Format, output: str | None, raw: bool, *, json: Callable[[], str], csv: Callable[[], str], tables: Callable[[], list],
-    layout: Any = None,
+    out: OutputChoice, *, json: Callable[[], str], csv: Callable[[], str], tables: Callable[[], list], layout: Any = None,
 ) -> None:
     """One result in the format asked for: JSON and CSV are data exports, the rest lay out tables
     (``layout``: the tables picked, their unit, LaTeX captions and labels)."""
-    if fmt is Format.json:
-        emit(json(), None, fmt.value, raw, output)
-    elif fmt is Format.csv:
-        emit(csv(), None, fmt.value, raw, output)
+    if out.fmt is Format.json:
+        emit(json(), None, out.fmt.value, out.raw, out.output)
+    elif out.fmt is Format.csv:
+        emit(csv(), None, out.fmt.value, out.raw, out.output)
     else:
-        emit(None, tables(), fmt.value, raw, output, layout)
+        emit(None, tables(), out.fmt.value, out.raw, out.output, layout)
 
 
-def layout_for(
-    command: str, fmt: Format, raw: bool, scale: str | None, tables: list[str] | None, caption: str | None,
-    label: str | None, siunitx: bool,
-) -> Any:
+def layout_for(command: str, out: OutputChoice) -> Any:
     """The layout of the tables from --scale, --table, --caption, --label and --siunitx, each
     refused where it would be ignored (a data export, another format)."""
     from archprof.rendering.writers import SCALES, Layout
+
+    fmt, raw, scale, tables, caption, label, siunitx = out.fmt, out.raw, out.scale, out.table, out.caption, out.label, out.siunitx
 
     latex_only = [name for name, given in (("--caption", caption is not None), ("--label", label is not None),
                                            ("--siunitx", siunitx)) if given]
@@ -500,33 +602,10 @@ def model_options(width: float | None, resolution: int | None, num_classes: int 
 @command("compare")
 def compare_command(
     models: Annotated[list[str], typer.Argument(autocompletion=complete_model, metavar="MODEL", help="Models to compare, e.g. mobilenet_v1 mobilenet_v2:width=0.5,resolution=160.")],
-    per_stage: PerStage = False,
-    per_block: PerBlock = False,
-    per_type: PerType = False,
-    per_layer: PerLayer = False,
-    per_part: PerPart = False,
-    per_level: PerLevel = False,
-    per_stride: PerStride = False,
-    batch: BatchOption = None,
-    inputs: InputOption = None,
-    input_shape: InputShapeOption = None,
-    seq_len: SeqLenOption = None,
-    seed: SeedOption = 0,
-    max_memory: MaxMemoryOption = None,
-    device: DeviceOption = None,
-    fmt: FormatOption = Format.table,
-    output: OutputOption = None,
-    unit: UnitOption = Unit.macs,
-    raw: RawOption = False,
-    scale: ScaleOption = None,
-    table: TableOption = None,
-    caption: CaptionOption = None,
-    label: LabelOption = None,
-    siunitx: SiunitxOption = False,
-    strict: StrictOption = False,
-    mode: ModeOption = Mode.inference,
-    optimizer: OptimizerOption = None,
-    precision: PrecisionOption = None,
+    shown: Views = group(Views, "per_stage", "per_block", "per_type", "per_layer", "per_part", "per_level", "per_stride"),
+    choice: InputChoice = group(InputChoice, "batch", "inputs", "input_shape", "seq_len", "seed", "max_memory", "device"),
+    out: OutputChoice = group(OutputChoice),
+    counting: Counting = group(Counting),
     plot: PlotOption = None,
 ) -> None:
     """Compare models side by side: totals, ratios, shares.
@@ -541,25 +620,24 @@ def compare_command(
     per-layer-type tables with shares; the stages of different families are lined up by output
     stride. Each model carries its own options (NAME:key=value,...).
     """
-    refuse_unread(fmt, raw, unit, plot)
-    layout = layout_for("compare", fmt, raw, scale, table, caption, label, siunitx)
+    refuse_unread(out.fmt, out.raw, out.unit, plot)
+    layout = layout_for("compare", out)
     if len(models) < 2:
         raise UserError("compare needs at least two models")
-    if output is not None:
-        check_writable(output)
+    if out.output is not None:
+        check_writable(out.output)
     check_plot(plot)
     from archprof.analysis.compare import compare, lined_up
     from archprof.architectures.spec import parse_spec
 
     specs = [parse_spec(m) for m in models]
-    choice = InputChoice(inputs, input_shape, batch, None, seq_len, seed, max_memory, mode.value, optimizer and optimizer.value, precision and precision.value)
-    by = views(per_stage, per_block, per_type, per_layer, per_part, per_level, per_stride)
-    profiles = profile_specs(specs, {}, choice, strict, device)
-    comparison = compare(profiles, by=lined_up(profiles, by), unit=unit.value)
+    by = views(shown)
+    profiles = profile_specs(specs, {}, choice, counting)
+    comparison = compare(profiles, by=lined_up(profiles, by), unit=out.unit.value)
     from archprof.rendering.figures import group_figure
 
-    draw_plot(plot, lambda: group_figure(comparison.profiles, figure_grouping(list(comparison.by)), unit.value))
-    render_models(comparison.profiles, list(comparison.by), fmt, output, unit, raw, comparison.depth, layout=layout)
+    draw_plot(plot, lambda: group_figure(comparison.profiles, figure_grouping(list(comparison.by)), out.unit.value))
+    render_models(comparison.profiles, list(comparison.by), out, comparison.depth, layout=layout)
 
 
 @command("profile")
@@ -572,37 +650,16 @@ def profile_command(
     width: Annotated[float | None, typer.Option("--width", help="Width multiplier (MobileNets).")] = None,
     resolution: ResolutionOption = None,
     num_classes: NumClassesOption = None,
-    batch: BatchOption = None,
-    input_shape: InputShapeOption = None,
-    inputs: InputOption = None,
-    seq_len: SeqLenOption = None,
-    seed: SeedOption = 0,
-    max_memory: MaxMemoryOption = None,
-    per_stage: PerStage = False,
-    per_block: PerBlock = False,
-    per_type: PerType = False,
-    per_layer: PerLayer = False,
-    per_stride: PerStride = False,
-    layer_depth: LayerDepthOption = None,
+    choice: InputChoice = group(InputChoice, "batch", "input_shape", "inputs", "seq_len", "seed", "max_memory"),
+    shown: Views = group(Views, "per_stage", "per_block", "per_type", "per_layer", "per_stride", "layer_depth"),
     depth: NoDepthOption = None,
     device: DeviceOption = None,
     checkpoint: Annotated[str | None, typer.Option("--checkpoint", metavar="FILE", help="Check that a weights-only checkpoint fits the model first.")] = None,
     latency: Annotated[bool, typer.Option("--latency", help="Also measure real per-layer latency (on cpu, or cuda with --device cuda).")] = False,
     warmup: Annotated[int | None, typer.Option("--warmup", help="Untimed forwards before --latency measures (default 3).")] = None,
     repeats: Annotated[int | None, typer.Option("--repeats", help="Timed forwards for --latency, the median shown (default 10).")] = None,
-    fmt: FormatOption = Format.table,
-    output: OutputOption = None,
-    unit: UnitOption = Unit.macs,
-    raw: RawOption = False,
-    scale: ScaleOption = None,
-    table: TableOption = None,
-    caption: CaptionOption = None,
-    label: LabelOption = None,
-    siunitx: SiunitxOption = False,
-    strict: StrictOption = False,
-    mode: ModeOption = Mode.inference,
-    optimizer: OptimizerOption = None,
-    precision: PrecisionOption = None,
+    out: OutputChoice = group(OutputChoice),
+    counting: Counting = group(Counting),
     plot: PlotOption = None,
 ) -> None:
     """Profile one model: totals and the grouped tables asked for.
@@ -616,15 +673,14 @@ def profile_command(
     NAME is a registered model (archprof list) with :key=value options, or a factory that returns
     an nn.Module: package.module:callable or path/to/file.py:callable.
     """
-    refuse_unread(fmt, raw, unit, plot)
-    layout = layout_for("profile", fmt, raw, scale, table, caption, label, siunitx)
+    refuse_unread(out.fmt, out.raw, out.unit, plot)
+    layout = layout_for("profile", out)
     from archprof.architectures.spec import build_from_spec, parse_spec
 
     refuse_depth("profile", depth)
-    if layer_depth is not None and layer_depth < 1:
-        raise UserError(f"--layer-depth must be >= 1, got {layer_depth}")
-    if output is not None:
-        check_writable(output)
+    shown.check()
+    if out.output is not None:
+        check_writable(out.output)
     check_plot(plot)
     spec = parse_spec(name)
     if not latency and (warmup is not None or repeats is not None):
@@ -632,25 +688,25 @@ def profile_command(
     warmup, repeats = 3 if warmup is None else warmup, 10 if repeats is None else repeats
     if warmup < 0 or repeats < 1:
         raise UserError(f"--warmup must be >= 0 and --repeats >= 1, got {warmup} and {repeats}")
-    if latency and mode.value == "train":
+    if latency and counting.mode.value == "train":
         raise UserError("--latency times an inference forward; --mode train counts a training step: give one")
     if latency and device is Device.meta:
         raise UserError("--latency times a real forward: --device cpu or cuda, not meta")
     overrides = model_options(width, resolution, num_classes)
-    count_on = None if latency and device is Device.cuda else device  # counts do not depend on the device
-    choice = InputChoice(inputs, input_shape, batch, resolution, seq_len, seed, max_memory, mode.value, optimizer and optimizer.value, precision and precision.value)
-    profiles = profile_specs([spec], overrides, choice, strict, count_on, checkpoint)
+    choice.resolution = resolution
+    choice.device = None if latency and device is Device.cuda else device  # counts do not depend on the device
+    profiles = profile_specs([spec], overrides, choice, counting, checkpoint)
     latencies = None
     if latency:
         from archprof.analysis.latency import measure_latency
 
         model = build_from_spec(spec, "cpu", builder_options(spec, overrides, choice))
         latencies = [measure_latency(model, profiles[0], device.value if device is Device.cuda else "cpu", warmup, repeats)]
-    groupings = views(per_stage, per_block, per_type or latency, per_layer or layer_depth is not None, per_stride=per_stride)
+    groupings = views(dataclasses.replace(shown, per_type=shown.per_type or latency))
     from archprof.rendering.figures import group_figure
 
-    draw_plot(plot, lambda: group_figure(profiles, figure_grouping(groupings), unit.value))
-    render_models(profiles, groupings, fmt, output, unit, raw, layer_depth, latencies, layout=layout)
+    draw_plot(plot, lambda: group_figure(profiles, figure_grouping(groupings), out.unit.value))
+    render_models(profiles, groupings, out, shown.layer_depth, latencies, layout=layout)
 
 
 def options_of(config: type, names: tuple[str, ...] | None = None, given: bool = False) -> Callable[[Callable], Callable]:
@@ -660,39 +716,35 @@ def options_of(config: type, names: tuple[str, ...] | None = None, given: bool =
     Options the command line does not read as they are (``--dcn-stages 3,4,5``) are parsed here;
     an optional one left out is not passed (the configuration's default applies). ``names`` and
     ``given``: as ``configs.cli_options``."""
-    import inspect
-
     from archprof.architectures.configs import cli_options
 
     options = cli_options(config, names, given)
+    derived = [
+        inspect.Parameter(o.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=o.default,
+                          annotation=Annotated[o.type, typer.Option(o.flag, help=o.help)])
+        for o in options
+    ]
+
+    def parsed(values: dict[str, Any]) -> dict[str, Any]:
+        given = {}
+        for o in options:
+            value = values[o.name]
+            if o.parse is not None:
+                parse, looks_like = o.parse
+                try:
+                    value = parse(value)
+                except ValueError:
+                    raise UserError(f"{o.flag} {value!r} is not {looks_like}") from None
+            if value is not None:
+                given[o.name] = value
+        return given
 
     def decorate(command: Callable) -> Callable:
         signature = inspect.signature(command, eval_str=True)
-        derived = [
-            inspect.Parameter(o.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=o.default,
-                              annotation=Annotated[o.type, typer.Option(o.flag, help=o.help)])
-            for o in options
-        ]
-
-        @functools.wraps(command)
-        def wrapper(**kwargs: Any) -> Any:
-            given = {}
-            for o in options:
-                value = kwargs.pop(o.name)
-                if o.parse is not None:
-                    parse, looks_like = o.parse
-                    try:
-                        value = parse(value)
-                    except ValueError:
-                        raise UserError(f"{o.flag} {value!r} is not {looks_like}") from None
-                if value is not None:
-                    given[o.name] = value
-            return command(given, **kwargs)
-
-        own = list(signature.parameters.values())[1:]
+        first, *own = signature.parameters.values()
         required = [p for p in own if p.default is p.empty]  # the command's arguments, then the derived options
-        wrapper.__signature__ = signature.replace(parameters=[*required, *derived, *own[len(required):]])  # type: ignore[attr-defined]
-        return wrapper
+        in_place = signature.replace(parameters=[*required, first, *own[len(required):]])
+        return expand(command, lambda parameter: (derived, parsed) if parameter.name == first.name else None, in_place)
 
     return decorate
 
@@ -702,30 +754,10 @@ def options_of(config: type, names: tuple[str, ...] | None = None, given: bool =
 def resnet_command(
     options: dict[str, Any],
     batch: BatchOption = None,
-    per_stage: PerStage = False,
-    per_block: PerBlock = False,
-    per_type: PerType = False,
-    per_layer: PerLayer = False,
-    per_stride: PerStride = False,
-    layer_depth: LayerDepthOption = None,
-    input_shape: InputShapeOption = None,
-    inputs: InputOption = None,
-    seed: SeedOption = 0,
-    max_memory: MaxMemoryOption = None,
-    device: DeviceOption = None,
-    fmt: FormatOption = Format.table,
-    output: OutputOption = None,
-    unit: UnitOption = Unit.macs,
-    raw: RawOption = False,
-    scale: ScaleOption = None,
-    table: TableOption = None,
-    caption: CaptionOption = None,
-    label: LabelOption = None,
-    siunitx: SiunitxOption = False,
-    strict: StrictOption = False,
-    mode: ModeOption = Mode.inference,
-    optimizer: OptimizerOption = None,
-    precision: PrecisionOption = None,
+    shown: Views = group(Views, "per_stage", "per_block", "per_type", "per_layer", "per_stride", "layer_depth"),
+    choice: InputChoice = group(InputChoice, "input_shape", "inputs", "seed", "max_memory", "device"),
+    out: OutputChoice = group(OutputChoice),
+    counting: Counting = group(Counting),
     plot: PlotOption = None,
 ) -> None:
     """Profile a ResNet of the seed's backbone family.
@@ -736,16 +768,15 @@ def resnet_command(
       archprof resnet --depth 50 --groups 32 --width-per-group 4
       archprof resnet --stages FPN --backbone --dcn-stages 3,4,5 --modulated-dcn
     """
-    refuse_unread(fmt, raw, unit, plot)
-    layout = layout_for("resnet", fmt, raw, scale, table, caption, label, siunitx)
-    if layer_depth is not None and layer_depth < 1:
-        raise UserError(f"--layer-depth must be >= 1, got {layer_depth}")
-    if output is not None:
-        check_writable(output)
+    refuse_unread(out.fmt, out.raw, out.unit, plot)
+    layout = layout_for("resnet", out)
+    shown.check()
+    if out.output is not None:
+        check_writable(out.output)
     check_plot(plot)
     if options["backbone"] and "num_classes" in options:
         raise UserError("--num-classes sets the classifier, which --backbone leaves out: give one")
-    if "resolution" in options and (input_shape is not None or inputs):  # an --input sets the size instead
+    if "resolution" in options and (choice.input_shape is not None or choice.inputs):  # an --input sets the size instead
         raise UserError("--resolution sets the input size: give it or --input/--input-shape, not both")
     from archprof.architectures.spec import configured
 
@@ -754,14 +785,13 @@ def resnet_command(
     if depth not in DEPTHS:
         raise UserError(f"--depth must be one of {', '.join(map(str, DEPTHS))}, got {depth}")
     spec = configured(name, options)
-    choice = InputChoice(inputs, input_shape, batch, seed=seed, max_memory=max_memory, mode=mode.value,
-                         optimizer=optimizer and optimizer.value, precision=precision and precision.value)
-    profiles = profile_specs([spec], {}, choice, strict, device)
-    groupings = views(per_stage, per_block, per_type, per_layer or layer_depth is not None, per_stride=per_stride)
+    choice.batch = batch
+    profiles = profile_specs([spec], {}, choice, counting)
+    groupings = views(shown)
     from archprof.rendering.figures import group_figure
 
-    draw_plot(plot, lambda: group_figure(profiles, figure_grouping(groupings), unit.value))
-    render_models(profiles, groupings, fmt, output, unit, raw, layer_depth, layout=layout)
+    draw_plot(plot, lambda: group_figure(profiles, figure_grouping(groupings), out.unit.value))
+    render_models(profiles, groupings, out, shown.layer_depth, layout=layout)
 
 
 @command("blocks")
@@ -771,14 +801,7 @@ def blocks_command(
     size: Annotated[int, typer.Option("--size", help="Input height and width.")] = 56,
     stride: Annotated[int, typer.Option("--stride", help="Stride of the blocks' spatial (3x3 or depthwise) conv.")] = 1,
     expansion: Annotated[int, typer.Option("--expansion", "-t", help="The inverted residual's expansion t.")] = 6,
-    fmt: FormatOption = Format.table,
-    output: OutputOption = None,
-    raw: RawOption = False,
-    scale: ScaleOption = None,
-    table: TableOption = None,
-    caption: CaptionOption = None,
-    label: LabelOption = None,
-    siunitx: SiunitxOption = False,
+    out: OutputChoice = group(OutputChoice, "fmt", "output", "raw", "scale", "table", "caption", "label", "siunitx"),
     plot: PlotOption = None,
 ) -> None:
     """A ResNet bottleneck beside a MobileNetV2 inverted residual.
@@ -792,20 +815,20 @@ def blocks_command(
     Beside them the basic block, the depthwise-separable block and a standard 3x3 conv, each
     traced and in closed form.
     """
-    refuse_unread(fmt, raw)
-    layout = layout_for("blocks", fmt, raw, scale, table, caption, label, siunitx)
+    refuse_unread(out.fmt, out.raw)
+    layout = layout_for("blocks", out)
     from archprof.analysis.blocks import BlockShapes, compare_blocks
     from archprof.rendering.tables import blocks_tables
     from archprof.rendering.writers import blocks_to_csv, blocks_to_json
 
-    if output is not None:
-        check_writable(output)
+    if out.output is not None:
+        check_writable(out.output)
     check_plot(plot)
     comparison = compare_blocks(BlockShapes(channels, out_channels, size, stride, expansion))
     from archprof.rendering.figures import blocks_figure
 
     draw_plot(plot, lambda: blocks_figure(comparison))
-    emit_as(fmt, output, raw, layout=layout, json=lambda: blocks_to_json(comparison), csv=lambda: blocks_to_csv(comparison),
+    emit_as(out, layout=layout, json=lambda: blocks_to_json(comparison), csv=lambda: blocks_to_csv(comparison),
             tables=lambda: blocks_tables(comparison))
 
 
@@ -819,33 +842,14 @@ def detector_command(
     name: Annotated[str, typer.Argument(autocompletion=complete_detector, metavar="DETECTOR", help="fcos or retinanet, optionally with :key=value options (e.g. fcos:centerness=reg).")],
     backbone: Annotated[str | None, typer.Option("--backbone", help="resnet50, resnet101, resnet152 or mobilenet_v2, with its own :key=value options (e.g. mobilenet_v2:width=0.5).")] = None,
     num_classes: NumClassesOption = None,
-    inputs: InputOption = None,
-    input_shape: InputShapeOption = None,
-    batch: BatchOption = None,
-    per_part: PerPart = False,
-    per_level: PerLevel = False,
-    per_stage: PerStage = False,
-    per_block: PerBlock = False,
-    per_type: PerType = False,
-    per_layer: PerLayer = False,
-    layer_depth: LayerDepthOption = None,
+    choice: InputChoice = group(InputChoice, "inputs", "input_shape", "batch"),
+    shown: Views = group(Views, "per_part", "per_level", "per_stage", "per_block", "per_type", "per_layer", "layer_depth"),
     depth: NoDepthOption = None,
     seed: SeedOption = 0,
     max_memory: MaxMemoryOption = None,
     device: DeviceOption = None,
-    fmt: FormatOption = Format.table,
-    output: OutputOption = None,
-    unit: UnitOption = Unit.macs,
-    raw: RawOption = False,
-    scale: ScaleOption = None,
-    table: TableOption = None,
-    caption: CaptionOption = None,
-    label: LabelOption = None,
-    siunitx: SiunitxOption = False,
-    strict: StrictOption = False,
-    mode: ModeOption = Mode.inference,
-    optimizer: OptimizerOption = None,
-    precision: PrecisionOption = None,
+    out: OutputChoice = group(OutputChoice),
+    counting: Counting = group(Counting),
 ) -> None:
     """Profile a one-stage detector per part and pyramid level.
 
@@ -858,15 +862,14 @@ def detector_command(
     Backbone, FPN neck and a head shared across levels: totals, then per part and per pyramid
     level. The default input is the papers' 1x3x800x1333.
     """
-    refuse_unread(fmt, raw, unit)
-    layout = layout_for("detector", fmt, raw, scale, table, caption, label, siunitx)
+    refuse_unread(out.fmt, out.raw, out.unit)
+    layout = layout_for("detector", out)
     from archprof.architectures.spec import parse_spec, with_options
 
     refuse_depth("detector", depth, "--backbone resnet101")
-    if layer_depth is not None and layer_depth < 1:
-        raise UserError(f"--layer-depth must be >= 1, got {layer_depth}")
-    if output is not None:
-        check_writable(output)
+    shown.check()
+    if out.output is not None:
+        check_writable(out.output)
     spec = parse_spec(name)
     if spec.name not in DETECTORS or spec.inputs:
         raise UserError(f"detector must be one of {', '.join(DETECTORS)} with optional :key=value options, got {name!r}")
@@ -884,13 +887,9 @@ def detector_command(
     twice = sorted(set(flags) & set(spec.options))
     if twice:
         raise UserError(f"{twice[0]} is given both in {name!r} and as an option: give it once")
-    choice = InputChoice(inputs, input_shape, batch, seed=seed, max_memory=max_memory, mode=mode.value,
-                         optimizer=optimizer and optimizer.value, precision=precision and precision.value)
-    profiles = profile_specs([with_options(spec, flags)], {}, choice, strict, device)
-    groupings = [by for by, on in (("part", per_part), ("level", per_level)) if on]
-    if per_stage or per_block or per_type or per_layer or layer_depth is not None:
-        groupings += views(per_stage, per_block, per_type, per_layer or layer_depth is not None)
-    render_models(profiles, groupings or ["part", "level"], fmt, output, unit, raw, layer_depth, layout=layout)
+    choice.seed, choice.max_memory, choice.device = seed, max_memory, device
+    profiles = profile_specs([with_options(spec, flags)], {}, choice, counting)
+    render_models(profiles, views(shown, default=("part", "level")), out, shown.layer_depth, layout=layout)
 
 
 @command("crosscheck")
@@ -899,17 +898,8 @@ def crosscheck_command(
     width: Annotated[float | None, typer.Option("--width", help="Width multiplier (MobileNets).")] = None,
     resolution: ResolutionOption = None,
     num_classes: NumClassesOption = None,
-    input_shape: InputShapeOption = None,
-    inputs: InputOption = None,
-    fmt: FormatOption = Format.table,
-    output: OutputOption = None,
-    unit: Annotated[Unit, typer.Option("--unit", help="The common unit every tool is converted to.")] = Unit.macs,
-    raw: RawOption = False,
-    scale: ScaleOption = None,
-    table: TableOption = None,
-    caption: CaptionOption = None,
-    label: LabelOption = None,
-    siunitx: SiunitxOption = False,
+    choice: InputChoice = group(InputChoice, "input_shape", "inputs"),
+    out: OutputChoice = group(OutputChoice, unit=Annotated[Unit, typer.Option("--unit", help="The common unit every tool is converted to.")]),
 ) -> None:
     """Check the count against fvcore, thop and FlopCounterMode.
 
@@ -921,21 +911,21 @@ def crosscheck_command(
 
     One real CPU forward at batch 1; every difference is attributed to a named convention.
     """
-    refuse_unread(fmt, raw)  # --unit is honoured: every tool's count is converted to it, in every format
-    layout = layout_for("crosscheck", fmt, raw, scale, table, caption, label, siunitx)
+    refuse_unread(out.fmt, out.raw)  # --unit is honoured: every tool's count is converted to it, in every format
+    layout = layout_for("crosscheck", out)
     from archprof.analysis.crosscheck import crosscheck
     from archprof.architectures.spec import build_from_spec, parse_spec
     from archprof.rendering.tables import crosscheck_tables
     from archprof.rendering.writers import crosscheck_to_csv, crosscheck_to_json
 
-    if output is not None:
-        check_writable(output)
+    if out.output is not None:
+        check_writable(out.output)
     spec = parse_spec(name)
-    given = input_shape or inputs or spec.inputs
-    choice = InputChoice(inputs, input_shape, None if given else 1, resolution)  # batch 1 unless inputs are given
+    given = choice.input_shape or choice.inputs or spec.inputs
+    choice.batch, choice.resolution = None if given else 1, resolution  # batch 1 unless inputs are given
     model = build_from_spec(spec, "cpu", builder_options(spec, model_options(width, resolution, num_classes), choice))
-    check = crosscheck(model, unit=unit.value, name=spec.text, inputs=inputs_for(model, spec, choice))
-    emit_as(fmt, output, raw, layout=layout, json=lambda: crosscheck_to_json(check), csv=lambda: crosscheck_to_csv(check),
+    check = crosscheck(model, unit=out.unit.value, name=spec.text, inputs=inputs_for(model, spec, choice))
+    emit_as(out, layout=layout, json=lambda: crosscheck_to_json(check), csv=lambda: crosscheck_to_csv(check),
             tables=lambda: crosscheck_tables(check))
 
 
