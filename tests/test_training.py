@@ -270,3 +270,40 @@ def test_flop_counter_mode_counts_a_depthwise_weight_gradient_as_a_dense_one():
         meta(torch.empty(1, 3, 16, 16, device="meta")).sum().backward()
     backward = counter.get_flop_counts()["Global"][torch.ops.aten.convolution_backward] // 2
     assert backward == pointwise + depthwise + 8 * depthwise
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_models_own_loss_is_differentiated_and_its_backward_costed(device):
+    """A model that returns its own scalar loss (as a Hugging Face model given labels): the step
+    differentiates it alone. Cross-entropy's backward: log-softmax's 4 per element and NLL's one
+    write per target; MSE's 2 per element."""
+
+    class Classifier(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8, 5, bias=False)
+
+        def forward(self, x, labels):
+            logits = self.fc(x)
+            return {"logits": logits, "loss": nn.functional.cross_entropy(logits, labels)}
+
+    p = archprof.profile(Classifier(), mode="train", device=device,
+                         inputs={"x": archprof.InputSpec((4, 8)), "labels": archprof.InputSpec((4,), torch.int64, 0, 5)})
+    loss = {op.op: op.flops for op in p.ops if op.phase == "backward" and op.op in
+            ("aten.nll_loss_backward", "aten._log_softmax_backward_data")}
+    assert loss == {"aten.nll_loss_backward": 4, "aten._log_softmax_backward_data": 4 * 4 * 5}
+    assert not p.uncounted
+    assert _layer(p, "fc").backward_macs == 4 * 8 * 5  # the weight gradient; x needs none
+
+    class Regressor(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8, 5, bias=False)
+
+        def forward(self, x, target):
+            return {"loss": nn.functional.mse_loss(self.fc(x), target)}
+
+    p = archprof.profile(Regressor(), mode="train", device=device,
+                         inputs={"x": archprof.InputSpec((4, 8)), "target": archprof.InputSpec((4, 5))})
+    assert [op.flops for op in p.ops if op.op == "aten.mse_loss_backward"] == [2 * 4 * 5]
+    assert not p.uncounted

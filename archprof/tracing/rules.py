@@ -867,6 +867,20 @@ def upsample_bilinear_backward_cost(call: Call) -> Cost:
     return Cost(0, 8 * call["grad_output"].numel())  # per output gradient: 4 weighted (mul) adds into its corners
 
 
+# A loss's gradient, per element of its input: mse 2 (the difference, times the scaled incoming
+# gradient), smooth L1 / Huber 4 (difference, compare, select or clamp, scale), binary cross-entropy
+# 5 (difference, complement, product, quotient, scale); NLL writes one value per target.
+per_element(2, "loss", _packets_of("mse_loss_backward"))
+per_element(4, "loss", _packets_of("smooth_l1_loss_backward", "huber_loss_backward"))
+per_element(5, "loss", _packets_of("binary_cross_entropy_backward"))
+
+
+@register_cost_rule(_packets_of("nll_loss_backward", "nll_loss2d_backward"), layer_type="loss")
+def nll_loss_backward_cost(call: Call) -> Cost:
+    # -grad * weight / total_weight written at each target's class (the zeros around it are a fill).
+    return Cost(0, call["target"].numel())
+
+
 # --- data movement: no arithmetic --------------------------------------------------------------
 
 DATA_MOVEMENT = _packets_of(
