@@ -32,7 +32,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,9 +80,10 @@ def results() -> dict[str, dict[str, int | None]]:
     return files
 
 
-def recheck(pattern: str, only: list[str]) -> None:
+def recheck(pattern: str, only: list[str], workers: int = 2) -> None:
     """Run the survivors matching ``pattern`` against the whole test selection (or only the tests
-    in ``only``: then a kill is recorded, and a survivor left as it was), as mutmut runs one."""
+    in ``only``: then a kill is recorded, and a survivor left as it was), as mutmut runs one,
+    ``workers`` at a time."""
     try:
         from tomllib import loads
     except ModuleNotFoundError:  # Python 3.10: mutmut reads its configuration with toml there
@@ -89,16 +92,21 @@ def recheck(pattern: str, only: list[str]) -> None:
     tests = [*(only or config["pytest_add_cli_args_test_selection"]), *config.get("pytest_add_cli_args", [])]
     survivors = [name for codes in results().values() for name, code in codes.items()
                  if fnmatch.fnmatch(name, pattern) and status(code) in ("survived", "no tests")]
-    for name in survivors:
+    lock = threading.Lock()
+
+    def run(name: str) -> None:
         command = ["nice", "-n", "10", sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", *tests]
         done = subprocess.run(command, cwd=REPO / "mutants", env={**ENV, "MUTANT_UNDER_TEST": name},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         print(f"{name}: {status(done.returncode)}", file=sys.stderr)
         if only and status(done.returncode) not in ("killed", "timeout"):
-            continue
-        # read again before writing: another recheck (of other mutants) may have written since
-        verdicts = {**(json.loads(RECHECK.read_text(encoding="utf-8")) if RECHECK.exists() else {}), name: done.returncode}
-        RECHECK.write_text(json.dumps(verdicts, indent=1), encoding="utf-8")
+            return
+        with lock:  # read again before writing: another recheck may have written since
+            verdicts = {**(json.loads(RECHECK.read_text(encoding="utf-8")) if RECHECK.exists() else {}), name: done.returncode}
+            RECHECK.write_text(json.dumps(verdicts, indent=1), encoding="utf-8")
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(run, survivors))
 
 
 def print_score(files: dict[str, dict[str, int | None]]) -> list[str]:
@@ -129,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tests", nargs="+", default=[], help="with --recheck: only these tests (kills count, survivals not)")
     args = parser.parse_args(argv)
     if args.recheck:
-        recheck(args.recheck, args.tests)
+        recheck(args.recheck, args.tests, args.workers)
     elif not args.score:
         mutmut = Path(sys.executable).with_name("mutmut")
         command = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(args.workers), *args.mutants]

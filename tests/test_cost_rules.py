@@ -455,3 +455,159 @@ def test_matrix_vector_forms_gates_shrinks_and_losses_cost_their_closed_forms(de
     p = archprof.profile(MoreForms(), inputs=inputs, device=device, strict=True)
     assert p.totals.macs == 36 + 36 + 648
     assert p.totals.flops == 78 + 72 + 1332 + 270 + 540 + 216 + 324 + 8 + 648 + 864
+
+
+# --- batched and vector products, norms, inference batch norm, indexed accumulation ------------
+
+
+class ProductsAndNorms(nn.Module):
+    def forward(self, c, a, b, m, v, x, z, index):
+        torch.baddbmm(c, a, b)  # 2 x (3 x 4 x 5) = 120 MACs; 240 + one add per output (30) = 270 FLOPs
+        torch.mv(m, v)  # 5 x 4 = 20 MACs, 40 FLOPs
+        torch.dot(v, v)  # 4 MACs, 8 FLOPs
+        torch.vdot(v, v)  # 4 MACs, 8 FLOPs
+        torch.linalg.vector_norm(m)  # square and accumulate: 2 x 20 = 40
+        ones = torch.ones(3, device=x.device)
+        # the inference form export and compile lower batch norm to: one multiply, one add per element
+        torch.ops.aten._native_batch_norm_legit_no_training(x, ones, ones, ones, ones, 0.1, 1e-5)  # 2 x 96 = 192
+        z.index_put((index,), torch.ones(2, 4, device=x.device), accumulate=True)  # one add per value: 8
+        z.index_put((index,), torch.ones(2, 4, device=x.device))  # a copy: 0
+        return c
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_batched_and_vector_products_norms_inference_batch_norm_and_index_put_cost_their_closed_forms(device):
+    inputs = (torch.randn(2, 3, 5), torch.randn(2, 3, 4), torch.randn(2, 4, 5), torch.randn(5, 4), torch.randn(4),
+              torch.randn(2, 3, 4, 4), torch.zeros(6, 4), torch.tensor([1, 3]))
+    p = archprof.profile(ProductsAndNorms(), inputs=inputs, device=device, strict=True)
+    costed = [(op.op, op.macs, op.flops, op.layer_type) for op in p.ops if op.macs or op.flops or "index_put" in op.op]
+    assert costed == [
+        ("aten.baddbmm", 120, 270, "matmul"), ("aten.mv", 20, 40, "matmul"), ("aten.dot", 4, 8, "matmul"),
+        ("aten.vdot", 4, 8, "matmul"), ("aten.linalg_vector_norm", 0, 40, "reduction"),
+        ("aten._native_batch_norm_legit_no_training", 0, 192, "normalization"),
+        ("aten.index_put", 0, 8, "data movement"), ("aten.index_put", 0, 0, "data movement"),
+    ]
+    # the inference batch norm's saved statistics are not activations: its output alone is written
+    assert next(op.activations for op in p.ops if op.op == "aten._native_batch_norm_legit_no_training") == 96
+
+
+class BroadcastAccumulate(nn.Module):
+    def forward(self, z, index):
+        return z.index_put((index,), torch.tensor(1.0, device=z.device), accumulate=True)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_an_accumulating_index_put_of_a_broadcast_value_is_reported_not_guessed(device):
+    # how many adds a broadcast value makes depends on the index's length, which the value's shape does not give
+    p = archprof.profile(BroadcastAccumulate(), inputs=(torch.zeros(6, 4), torch.tensor([1, 3])), device=device)
+    assert p.uncounted == {"aten.index_put": 1}
+
+
+# torchvision's roi_align schema (torchvision/csrc/ops/roi_align.cpp), defined here so that the rule
+# is tested where torchvision is absent (CI): the rule reads the call by these names alone.
+_ROI_LIBRARIES: list[torch.library.Library] = []  # a definition lives as long as its library
+
+
+def _roi_align_schema() -> torch._ops.OpOverload:
+    try:  # defined once per process, however often this module is imported
+        return torch.ops.archprof_roi_test.roi_align.default
+    except (AttributeError, RuntimeError):
+        _ROI_LIBRARIES.append(torch.library.Library("archprof_roi_test", "FRAGMENT"))
+        _ROI_LIBRARIES[-1].define("roi_align(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
+                                  "SymInt pooled_width, int sampling_ratio, bool aligned) -> Tensor")
+        return torch.ops.archprof_roi_test.roi_align.default
+
+
+def _roi_cost(features, boxes, scale, sampling_ratio, aligned, pooled=(2, 3)):
+    from archprof.tracing.rules import Call, roi_align_cost
+
+    out = torch.empty(boxes.shape[0], features.shape[1], *pooled, device=features.device)
+    args = (features, boxes, scale, *pooled, sampling_ratio, aligned)
+    return roi_align_cost(Call(_roi_align_schema(), args, {}, out))
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_roi_align_rule_counts_a_fixed_sampling_grid_from_shapes(device):
+    # sampling_ratio 3: 3 x 3 points per bin, 2 x 3 bins, 4 boxes: 216 points; per point 12
+    # (coordinates and corner weights) and per point and channel 8 (bilinear sample 7, average 1)
+    features, boxes = torch.empty(1, 5, 16, 16, device=device), torch.zeros(4, 5, device=device)
+    points = 4 * 3 * 3 * 2 * 3
+    assert _roi_cost(features, boxes, 0.5, 3, False) == archprof.Cost(0, 12 * points + 8 * 5 * points)
+
+
+def test_roi_align_rule_sizes_an_adaptive_grid_from_the_boxes():
+    # sampling_ratio 0: ceil(box height / 2) x ceil(box width / 3) points per bin, 2 x 3 bins per box
+    features = torch.empty(1, 5, 32, 32)
+    boxes = torch.tensor([[0, 0.0, 0.0, 24.0, 16.0],  # at scale 0.5: 12 wide, 8 high: 4 x 4 = 16
+                          [0, 4.0, 4.0, 4.0, 4.0],  # empty: 1 x 1 pixel when not aligned, none when aligned
+                          [0, 10.0, 10.0, 2.0, 2.0]])  # inverted: as the empty one
+    per_bin_unaligned, per_bin_aligned = 16 + 1 + 1, 16
+    for aligned, per_bin in ((False, per_bin_unaligned), (True, per_bin_aligned)):
+        points = per_bin * 2 * 3
+        assert _roi_cost(features, boxes, 0.5, 0, aligned) == archprof.Cost(0, 12 * points + 8 * 5 * points)
+    # at scale 0.25 the first box is 6 x 4: ceil(4 / 2) x ceil(6 / 3) = 4 per bin
+    assert _roi_cost(features, boxes[:1], 0.25, -1, True) == archprof.Cost(0, (12 + 40) * 4 * 6)
+
+
+def test_roi_align_rule_leaves_an_adaptive_grid_on_meta_uncounted():
+    # the grid depends on the boxes' values, which meta tensors do not hold
+    assert _roi_cost(torch.empty(1, 5, 32, 32, device="meta"), torch.empty(3, 5, device="meta"), 0.5, 0, True) is None
+
+
+# --- the MAC convention: multiply-accumulates of products only, and every count an integer ------
+
+
+class NoProducts(nn.Module):
+    """Sorting, searching, indexing, sampling, statistics and losses: FLOPs, never MACs."""
+
+    def forward(self, x, seq, index, grid, labels, target, b1, b2, m):
+        torch.msort(x)  # along dim 0, 4 long: 64 x ceil(log2 4) = 128
+        torch.topk(x, 2, dim=1)  # a heap of 2: 64 x max(log2 2, 1) = 64
+        torch.searchsorted(seq, x)  # a 1-D sequence of 8: 64 x 3 = 192
+        x.median(dim=1)  # quickselect: 64
+        torch.unique(x)  # 64 x ceil(log2 64) + 64 = 448
+        torch.nonzero(x)  # one scan of 64
+        torch.bucketize(x, seq)  # 64 x 3 = 192
+        torch.zeros(5, 16, device=x.device).scatter_add(0, index, x)  # 64
+        torch.zeros(5, 16, device=x.device).index_add(0, index[0, :3], x[:3])  # 48
+        x.var(dim=1)  # 4 per input: 256
+        F.grid_sample(x.view(1, 1, 4, 16), grid, mode="nearest", align_corners=False)  # 6 per point: 6 x 6 = 36
+        F.one_hot(labels, 6)  # data movement: 0
+        F.nll_loss(x, target, reduction="none")  # one gather per target, nothing reduced: 4
+        torch.addbmm(m, b1, b2)  # 2 x (3 x 4 x 5) = 120 MACs; 240 + 15 adds = 255
+        return x
+
+
+NO_PRODUCTS_FLOPS = 128 + 64 + 192 + 64 + 448 + 64 + 192 + 64 + 48 + 256 + 36 + 0 + 4 + 255
+
+
+def test_only_products_count_macs_and_every_count_is_an_integer():
+    # on the CPU: unique and nonzero have no meta kernel (their output size is data)
+    inputs = (torch.randn(4, 16), torch.arange(8.0), torch.randint(0, 5, (4, 16)), torch.zeros(1, 2, 3, 2),
+              torch.tensor([0, 5, 2]), torch.tensor([0, 3, 15, 2]), torch.randn(2, 3, 4), torch.randn(2, 4, 5),
+              torch.randn(3, 5))
+    p = archprof.profile(NoProducts(), inputs=inputs, device="cpu", strict=True)
+    assert (p.totals.macs, p.totals.flops) == (120, NO_PRODUCTS_FLOPS)
+    assert [op.op for op in p.ops if op.macs] == ["aten.addbmm"]
+    assert all(type(op.macs) is int and type(op.flops) is int for op in p.ops)
+
+
+class Bags(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bag = nn.EmbeddingBag(10, 3, mode="sum")
+
+    def forward(self, indices, offsets, weights):
+        return self.bag(indices, offsets, per_sample_weights=weights)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_embedding_bag_weights_cost_one_multiply_per_gathered_element_and_single_index_bags_no_merge(device):
+    # 5 indices in 2 bags of 3 features: (5 - 2) x 3 merges + 5 x 3 weight multiplies = 24
+    p = archprof.profile(Bags(), inputs=(torch.tensor([0, 1, 2, 0, 4]), torch.tensor([0, 2]), torch.rand(5)),
+                         device=device, strict=True)
+    assert (p.totals.macs, p.totals.flops) == (0, 9 + 15)
+    # 3 indices in 3 bags: nothing to merge, 3 x 3 weight multiplies
+    p = archprof.profile(Bags(), inputs=(torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2]), torch.rand(3)),
+                         device=device, strict=True)
+    assert (p.totals.macs, p.totals.flops) == (0, 9)

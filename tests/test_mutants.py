@@ -119,3 +119,102 @@ def test_a_loss_outside_a_layer_is_of_layer_type_loss():
     # README conventions: the common losses are their own layer type, "loss"; mse: 2 per element + the mean's add
     p = archprof.profile(Apply(lambda x: nn.functional.mse_loss(x, x)), (3, 4), strict=True)
     assert [(r.name, r.flops) for r in p.group("type")] == [("loss", 2 * 12 + 12)]
+
+
+# --- the profile: strict mode's error, the repr, the memory message, the copies it runs ---------
+
+
+class TwoInputs(nn.Module):
+    def forward(self, x, y):
+        torch.ops.aten._fft_r2c(x, [1], 0, True)  # no cost rule: uncounted, reported by name
+        return x + y
+
+
+def test_strict_mode_names_every_uncounted_op_and_keeps_them_on_the_error():
+    from archprof.analysis.profile import UncountedOpsError
+
+    class Twice(nn.Module):
+        def forward(self, x):
+            torch.ops.aten._fft_r2c(x, [1], 0, True)
+            torch.ops.aten._fft_r2c(x, [1], 0, True)
+            return torch.ops.aten.special_bessel_j0(x)
+
+    with pytest.raises(UncountedOpsError) as caught:
+        archprof.profile(Twice(), (2, 4), strict=True)
+    assert caught.value.uncounted == {"aten._fft_r2c": 2, "aten.special_bessel_j0": 1}
+    assert str(caught.value) == "ops with no cost rule: aten._fft_r2c x2, aten.special_bessel_j0 x1"
+
+
+def test_repr_lists_every_input_and_the_uncounted_ops_and_says_none_for_no_input():
+    p = archprof.profile(TwoInputs(), inputs=(torch.randn(2, 4), torch.randn(2, 4)))
+    assert repr(p) == ("<Profile TwoInputs: 0 MACs, 8 FLOPs, 0 params; input 2x4, 2x4 (float32) on meta, "
+                       "1 uncounted ops>")
+
+    class Constant(nn.Module):
+        def forward(self, n):
+            return torch.ones(n, device="meta") * 2
+
+    assert repr(archprof.profile(Constant(), inputs=(3,))) == "<Profile Constant: 0 MACs, 3 FLOPs, 0 params; input none (float32) on meta>"
+
+
+def test_memory_sizes_are_written_in_binary_units():
+    from archprof.analysis.profile import _gib
+
+    assert [_gib(n) for n in (1023, 3 * 2**10, 5 * 2**20 + 2**19, 2**30)] == ["1023 B", "3.00 KiB", "5.50 MiB", "1.00 GiB"]
+
+
+def test_a_meta_model_runs_on_the_cpu_with_seeded_weights_each_layer_initializing_its_own():
+    """_real_state's contract: no builder, so a copy initialized by each layer's reset_parameters
+    (seeded), other parameters from N(0, 0.02), other buffers zero; the global RNG left as it was."""
+    from archprof.analysis.profile import _initialized_copy
+
+    class Free(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.empty(1000, device="meta"))  # no layer initializes it
+            self.lin = nn.Linear(4, 3, device="meta")
+            self.steps = nn.Parameter(torch.empty(2, dtype=torch.int64, device="meta"), requires_grad=False)
+            self.register_buffer("count", torch.empty(3, device="meta"))
+
+    rng = torch.random.get_rng_state()
+    copy = _initialized_copy(Free(), seed=7)
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    assert torch.equal(copy.scale, torch.randn(1000, generator=torch.Generator().manual_seed(7)) * 0.02)
+    torch.manual_seed(7)
+    assert torch.equal(copy.lin.weight, nn.Linear(4, 3).weight)  # Linear's own initialization, seeded
+    torch.random.set_rng_state(rng)
+    assert copy.steps.tolist() == [0, 0] and copy.count.tolist() == [0.0, 0.0, 0.0]
+    assert copy.scale.dtype == torch.float32 and copy.steps.dtype == torch.int64
+
+
+def test_lazy_modules_are_initialized_on_meta_in_their_dtype_with_their_requires_grad():
+    from archprof.analysis.profile import materialize_lazy
+    from archprof.tracing.inputs import as_inputs
+
+    model = nn.Sequential(nn.Linear(4, 4, dtype=torch.float64), nn.LazyLinear(3, dtype=torch.float64),
+                          nn.LazyBatchNorm1d(dtype=torch.float64))
+    model[1].weight = nn.parameter.UninitializedParameter(requires_grad=False, dtype=torch.float64)  # frozen
+    copy = materialize_lazy(model, as_inputs(archprof.InputSpec((2, 4), torch.float64)))
+    assert {t.device.type for t in [*copy.parameters(), *copy.buffers()]} == {"meta"}  # the eager layer too
+    assert {t.dtype for t in [*copy.parameters(), *copy.buffers()] if t.is_floating_point()} == {torch.float64}
+    assert (copy[1].weight.shape, copy[1].weight.requires_grad, copy[1].bias.requires_grad) == ((3, 4), False, True)
+    assert isinstance(model[1].weight, nn.parameter.UninitializedParameter)  # the user's model stays lazy
+
+
+def test_a_lazy_model_that_cannot_run_on_meta_is_initialized_on_the_cpu_with_ids_inside_its_vocabulary():
+    class LazyTokens(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(10, 4)
+            self.head = nn.LazyLinear(3)
+
+        def forward(self, ids, *, scale):
+            h = self.embed(ids)
+            if h.sum().item() > float("inf"):  # data-dependent: meta cannot decide it
+                h = h * 2
+            return self.head(h) * scale
+
+    inputs = {"ids": archprof.InputSpec((2, 5), torch.int64), "scale": 2.0}
+    with pytest.warns(Warning, match="cannot run on the meta device"):
+        p = archprof.profile(LazyTokens(), inputs=inputs)
+    assert p.totals.macs == 2 * 5 * 4 * 3

@@ -76,6 +76,23 @@ def test_profile_to_latex_is_the_command_lines_latex(resnet50, capsys):
                                                           "--format", "latex")
 
 
+def test_profile_to_markdown_is_the_command_lines_markdown(resnet50, capsys):
+    assert resnet50.to_markdown() == cli(capsys, "profile", "resnet50", "--format", "markdown")
+    assert resnet50.to_markdown("block", unit="flops", raw=True) == cli(
+        capsys, "profile", "resnet50", "--per-block", "--unit", "flops", "--raw", "--format", "markdown")
+    assert resnet50.to_markdown(["stage", "type"], scale="M", tables="types") == cli(
+        capsys, "profile", "resnet50", "--per-stage", "--per-type", "--scale", "M", "--table", "types", "--format", "markdown")
+    assert resnet50.to_markdown(depth=1, by="layer") == cli(
+        capsys, "profile", "resnet50", "--per-layer", "--layer-depth", "1", "--format", "markdown")
+
+
+def test_profile_to_latex_passes_its_layout_options_through(resnet50, capsys):
+    assert resnet50.to_latex(["stage", "block"], scale="G", tables=["blocks"], caption="ResNet-50.", label="tab:r50",
+                             siunitx=True) == cli(
+        capsys, "profile", "resnet50", "--per-stage", "--per-block", "--scale", "G", "--table", "blocks",
+        "--caption", "ResNet-50.", "--label", "tab:r50", "--siunitx", "--format", "latex")
+
+
 def test_an_unknown_grouping_or_unit_is_a_value_error(resnet50):
     with pytest.raises(ValueError, match="unknown grouping 'stages'"):
         resnet50.to_csv("stages")

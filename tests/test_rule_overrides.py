@@ -41,3 +41,15 @@ def test_a_bad_override_is_refused():
         archprof.profile(_gelu_net(), (4, 8), rules={"gelu": None})
     with pytest.raises(TypeError, match="must be a cost function, a CostRule or None"):
         archprof.profile(_gelu_net(), (4, 8), rules={aten.gelu: 5})
+
+
+def test_ops_costed_by_names_exactly_the_ops_a_rule_is_registered_for():
+    # crosscheck reads its sets of convolution and batch-norm ops from here
+    from archprof.tracing.rules import batch_norm_cost, conv_cost, inference_batch_norm_cost, ops_costed_by
+
+    aten = torch.ops.aten
+    assert ops_costed_by(conv_cost) == {aten.convolution, aten._convolution}
+    assert ops_costed_by(batch_norm_cost, inference_batch_norm_cost) == {
+        getattr(aten, name) for name in ("native_batch_norm", "_native_batch_norm_legit", "_batch_norm_with_update",
+                                         "cudnn_batch_norm", "miopen_batch_norm", "_native_batch_norm_legit_no_training",
+                                         "_batch_norm_no_update") if hasattr(aten, name)}

@@ -289,9 +289,9 @@ def test_a_models_own_loss_is_differentiated_and_its_backward_costed(device):
 
     p = archprof.profile(Classifier(), mode="train", device=device,
                          inputs={"x": archprof.InputSpec((4, 8)), "labels": archprof.InputSpec((4,), torch.int64, 0, 5)})
-    loss = {op.op: op.flops for op in p.ops if op.phase == "backward" and op.op in
+    loss = {op.op: (op.macs, op.flops) for op in p.ops if op.phase == "backward" and op.op in
             ("aten.nll_loss_backward", "aten._log_softmax_backward_data")}
-    assert loss == {"aten.nll_loss_backward": 4, "aten._log_softmax_backward_data": 4 * 4 * 5}
+    assert loss == {"aten.nll_loss_backward": (0, 4), "aten._log_softmax_backward_data": (0, 4 * 4 * 5)}
     assert not p.uncounted
     assert _layer(p, "fc").backward_macs == 4 * 8 * 5  # the weight gradient; x needs none
 
@@ -307,3 +307,41 @@ def test_a_models_own_loss_is_differentiated_and_its_backward_costed(device):
                          inputs={"x": archprof.InputSpec((4, 8)), "target": archprof.InputSpec((4, 5))})
     assert [op.flops for op in p.ops if op.op == "aten.mse_loss_backward"] == [2 * 4 * 5]
     assert not p.uncounted
+
+
+class NormsEmbeddingUpsampling(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pre = nn.Linear(8, 8, bias=False)
+        self.ln = nn.LayerNorm(8)
+        self.gn = nn.GroupNorm(2, 4)
+        self.conv = nn.Conv2d(4, 4, 1)
+        self.emb = nn.Embedding(10, 4)
+
+    def forward(self, x, y, ids):
+        a = self.ln(self.pre(x)).sum()
+        b = nn.functional.interpolate(self.conv(self.gn(y)), scale_factor=2, mode="nearest").sum()
+        c = nn.functional.interpolate(self.conv(y), scale_factor=2, mode="bilinear").sum()
+        return a + b + c + self.emb(ids).sum()
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_layer_and_group_norm_embedding_and_upsampling_backward_cost_their_closed_forms(device):
+    inputs = {"x": archprof.InputSpec((2, 5, 8)), "y": archprof.InputSpec((2, 4, 3, 3)),
+              "ids": archprof.InputSpec((3, 5), torch.int64, 0, 10)}
+    p = archprof.profile(NormsEmbeddingUpsampling(), inputs=inputs, mode="train", device=device, strict=True)
+    backward = {op.op: (op.flops, op.layer_type) for op in p.ops if op.phase == "backward" and op.op in (
+        "aten.native_layer_norm_backward", "aten.native_group_norm_backward", "aten.embedding_dense_backward",
+        "aten.upsample_nearest2d_backward", "aten.upsample_bilinear2d_backward")}
+    assert backward == {
+        # the layer norm's input comes from a trained layer: statistics, input, weight and bias
+        # gradients, 9 per element of its 2 x 5 x 8 input (as batch norm's, which the README states)
+        "aten.native_layer_norm_backward": (9 * 80, "normalization"),
+        # the group norm's input is the data: weight and bias gradients alone, x_hat 2 + sum(dy) 1 + sum(dy x_hat) 2
+        "aten.native_group_norm_backward": (5 * 72, "normalization"),
+        # one add per looked-up row element into the weight gradient: 3 x 5 x 4
+        "aten.embedding_dense_backward": (60, "embedding"),
+        # one add per output gradient (2 x 4 x 6 x 6) into its source; bilinear 4 weighted adds, 8
+        "aten.upsample_nearest2d_backward": (288, "resampling"),
+        "aten.upsample_bilinear2d_backward": (8 * 288, "resampling"),
+    }

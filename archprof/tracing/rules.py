@@ -7,6 +7,10 @@ output (on the meta device these carry shapes and dtypes only). It returns a :cl
 zero). Reading ``args[8]`` by position breaks silently when a schema changes; ``call["groups"]``
 does not.
 
+Each rule is registered by a call below its definition rather than by the decorator form users
+write (``@register_cost_rule(...)``): mutmut, which measures how well the tests pin these rules
+(``benchmarks/mutation.py``), mutates only undecorated functions.
+
 Conventions (the README's table states them for users):
 
 - **MAC**: one multiply-accumulate of a convolution, linear layer, matmul or attention; bias
@@ -23,6 +27,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 import torch
@@ -226,11 +231,16 @@ def per_element(
     flops_per_element: int, layer_type: str, ops: Iterable[torch._ops.OpOverloadPacket], first_output_only: bool = False
 ) -> None:
     """Register ops whose cost is a fixed number of FLOPs per element of their (first) output."""
-
-    def cost(call: Call) -> Cost:
-        return Cost(0, flops_per_element * (numel(first_tensor(call.out)) if first_output_only else numel(call.out)))
-
+    cost = partial(per_element_cost, flops_per_element=flops_per_element, first_output_only=first_output_only)
     register_cost_rule(list(ops), layer_type, first_output_only=first_output_only)(cost)
+
+
+# The rules that families of ops share take their family's constants as keywords, bound with
+# functools.partial where the family is registered.
+
+
+def per_element_cost(call: Call, flops_per_element: int, first_output_only: bool) -> Cost:
+    return Cost(0, flops_per_element * (numel(first_tensor(call.out)) if first_output_only else numel(call.out)))
 
 
 def numel(value: Any) -> int:
@@ -276,63 +286,79 @@ def conv_call_type(call: Call) -> str:
     return conv_type(call["weight"].shape[2:], int(call["groups"]), call["input"].shape[1], bool(call["transposed"]))
 
 
-@register_cost_rule(list(CONV_OPS), layer_type=conv_call_type)
 def conv_cost(call: Call) -> Cost:
     forward = (call["input"], call["weight"], None, call["stride"], call["padding"], call["dilation"], call["transposed"])
     macs = _torch_macs(aten.convolution, forward, {}, call.out)
     return Cost(macs, 2 * macs + (call.out.numel() if call["bias"] is not None else 0))
 
 
+register_cost_rule(list(CONV_OPS), layer_type=conv_call_type)(conv_cost)
+
+
 # --- matrix products ---------------------------------------------------------------------------
 
 
-@register_cost_rule([aten.mm, aten.bmm], layer_type="matmul")
 def matmul_cost(call: Call) -> Cost:
     a = call["self"]
     macs = _torch_macs(aten.mm if a.dim() == 2 else aten.bmm, (a, call["mat2"]), {}, call.out)
     return Cost(macs, 2 * macs)
 
 
-@register_cost_rule(aten.addmm, layer_type="matmul")
+register_cost_rule([aten.mm, aten.bmm], layer_type="matmul")(matmul_cost)
+
+
 def addmm_cost(call: Call) -> Cost:
     # out = beta * self + alpha * (mat1 @ mat2): the add of ``self`` is the linear layer's bias add.
     macs = _torch_macs(aten.mm, (call["mat1"], call["mat2"]), {}, call.out)
     return Cost(macs, 2 * macs + call.out.numel())
 
 
-@register_cost_rule(aten.baddbmm, layer_type="matmul")
+register_cost_rule(aten.addmm, layer_type="matmul")(addmm_cost)
+
+
 def baddbmm_cost(call: Call) -> Cost:
     # out = beta * self + alpha * (batch1 @ batch2), one add per output as addmm.
     macs = _torch_macs(aten.bmm, (call["batch1"], call["batch2"]), {}, call.out)
     return Cost(macs, 2 * macs + call.out.numel())
 
 
-@register_cost_rule([aten.mv, aten.dot, aten.vdot], layer_type="matmul")
+register_cost_rule(aten.baddbmm, layer_type="matmul")(baddbmm_cost)
+
+
 def vector_product_cost(call: Call) -> Cost:
     macs = call["self"].numel()
     return Cost(macs, 2 * macs)
 
 
-@register_cost_rule(_packets_of("addmv", "addmv_"), layer_type="matmul")
+register_cost_rule([aten.mv, aten.dot, aten.vdot], layer_type="matmul")(vector_product_cost)
+
+
 def addmv_cost(call: Call) -> Cost:
     # beta * self + alpha * (mat @ vec): the matrix-vector product plus one add per output.
     macs = call["mat"].numel()
     return Cost(macs, 2 * macs + call.out.numel())
 
 
-@register_cost_rule(_packets_of("addr", "addr_"), layer_type="matmul")
+register_cost_rule(_packets_of("addmv", "addmv_"), layer_type="matmul")(addmv_cost)
+
+
 def addr_cost(call: Call) -> Cost:
     # beta * self + alpha * outer(vec1, vec2): one multiply-accumulate into self per element.
     macs = call["vec1"].numel() * call["vec2"].numel()
     return Cost(macs, 2 * macs)
 
 
-@register_cost_rule(_packets_of("addbmm", "addbmm_"), layer_type="matmul")
+register_cost_rule(_packets_of("addr", "addr_"), layer_type="matmul")(addr_cost)
+
+
 def addbmm_cost(call: Call) -> Cost:
     # beta * self + alpha * sum_b (batch1[b] @ batch2[b]): the batched product, summed into self.
     b, n, m = call["batch1"].shape
     macs = b * n * m * call["batch2"].shape[-1]
     return Cost(macs, 2 * macs + call.out.numel())
+
+
+register_cost_rule(_packets_of("addbmm", "addbmm_"), layer_type="matmul")(addbmm_cost)
 
 
 # --- attention ---------------------------------------------------------------------------------
@@ -347,7 +373,6 @@ FUSED_ATTENTION_OPS = (
 SOFTMAX_FLOPS = 5  # max, subtract, exp, sum, divide per element
 
 
-@register_cost_rule(list(FUSED_ATTENTION_OPS), layer_type="attention", first_output_only=True)
 def fused_attention_cost(call: Call) -> Cost:
     """softmax(q k^T * scale) v, costed as the math path that the meta device runs.
 
@@ -368,6 +393,9 @@ def fused_attention_cost(call: Call) -> Cost:
     return Cost(macs, flops)
 
 
+register_cost_rule(list(FUSED_ATTENTION_OPS), layer_type="attention", first_output_only=True)(fused_attention_cost)
+
+
 # --- normalization -----------------------------------------------------------------------------
 
 NORM_STATISTICS_FLOPS = 5  # mean (1 add), centre (1 sub), square (1 mul), variance (1 add), scale by rsqrt (1 mul)
@@ -375,18 +403,15 @@ AFFINE_FLOPS = 2  # gamma * x + beta
 INFERENCE_BN_FLOPS = 2  # statistics and affine fold into one multiply and one add per element
 
 
-@register_cost_rule(
-    _packets_of("_native_batch_norm_legit_no_training", "_batch_norm_no_update"), layer_type="normalization", first_output_only=True
-)
 def inference_batch_norm_cost(call: Call) -> Cost:
     return Cost(0, INFERENCE_BN_FLOPS * call["input"].numel())
 
 
-@register_cost_rule(
-    _packets_of("native_batch_norm", "_native_batch_norm_legit", "_batch_norm_with_update", "cudnn_batch_norm", "miopen_batch_norm"),
-    layer_type="normalization",
-    first_output_only=True,
-)
+register_cost_rule(
+    _packets_of("_native_batch_norm_legit_no_training", "_batch_norm_no_update"), layer_type="normalization", first_output_only=True
+)(inference_batch_norm_cost)
+
+
 def batch_norm_cost(call: Call) -> Cost:
     # _batch_norm_with_update has no training flag: it trains.
     if not call.get("training", True):
@@ -395,10 +420,19 @@ def batch_norm_cost(call: Call) -> Cost:
     return Cost(0, (NORM_STATISTICS_FLOPS + affine) * call["input"].numel())
 
 
-@register_cost_rule([aten.native_group_norm, aten.native_layer_norm], layer_type="normalization", first_output_only=True)
+register_cost_rule(
+    _packets_of("native_batch_norm", "_native_batch_norm_legit", "_batch_norm_with_update", "cudnn_batch_norm", "miopen_batch_norm"),
+    layer_type="normalization",
+    first_output_only=True,
+)(batch_norm_cost)
+
+
 def group_layer_norm_cost(call: Call) -> Cost:
     affine = AFFINE_FLOPS if call["weight"] is not None else 0
     return Cost(0, (NORM_STATISTICS_FLOPS + affine) * call["input"].numel())
+
+
+register_cost_rule([aten.native_group_norm, aten.native_layer_norm], layer_type="normalization", first_output_only=True)(group_layer_norm_cost)
 
 
 # --- activations and element-wise arithmetic ---------------------------------------------------
@@ -455,13 +489,14 @@ per_element(SOFTMAX_FLOPS, "softmax", _packets_of("_softmax", "_safe_softmax", "
 # --- reductions --------------------------------------------------------------------------------
 
 
-@register_cost_rule(_packets_of("sum", "amax", "amin", "max", "min", "prod", "argmax", "argmin"), layer_type="reduction")
 def reduce_cost(call: Call) -> Cost:
     # n - 1 operations per output of a reduction over n inputs.
     return Cost(0, max(call["self"].numel() - numel(first_tensor(call.out)), 0))
 
 
-@register_cost_rule(aten.logsumexp, layer_type="reduction")
+register_cost_rule(_packets_of("sum", "amax", "amin", "max", "min", "prod", "argmax", "argmin"), layer_type="reduction")(reduce_cost)
+
+
 def logsumexp_cost(call: Call) -> Cost:
     # log(sum(exp(x - max))) + max, as torch computes it: per output over n inputs, the max (n - 1
     # comparisons), the subtraction (n), exp (n), the sum (n - 1 adds), the log and the max added
@@ -469,22 +504,31 @@ def logsumexp_cost(call: Call) -> Cost:
     return Cost(0, 4 * call["self"].numel())
 
 
-@register_cost_rule(aten.mean, layer_type="reduction")
+register_cost_rule(aten.logsumexp, layer_type="reduction")(logsumexp_cost)
+
+
 def mean_cost(call: Call) -> Cost:
     # n - 1 adds and one division per output: n per output, the input's size in total.
     return Cost(0, call["self"].numel())
 
 
-@register_cost_rule(_packets_of("var", "std", "var_mean", "std_mean"), layer_type="reduction")
+register_cost_rule(aten.mean, layer_type="reduction")(mean_cost)
+
+
 def moment_cost(call: Call) -> Cost:
     # mean (1 add), centre (1 sub), square (1 mul), accumulate (1 add) per input element.
     return Cost(0, 4 * call["self"].numel())
 
 
-@register_cost_rule(_packets_of("linalg_vector_norm", "norm"), layer_type="reduction")
+register_cost_rule(_packets_of("var", "std", "var_mean", "std_mean"), layer_type="reduction")(moment_cost)
+
+
 def norm_cost(call: Call) -> Cost:
     # square and accumulate per input element (the root per output is negligible and not counted).
     return Cost(0, 2 * call["self"].numel())
+
+
+register_cost_rule(_packets_of("linalg_vector_norm", "norm"), layer_type="reduction")(norm_cost)
 
 
 # --- losses --------------------------------------------------------------------------------------
@@ -495,12 +539,13 @@ def _reduced(call: Call) -> bool:
     return call["reduction"] != 0  # at::Reduction: 0 none, 1 mean (the schemas' default), 2 sum
 
 
-def _register_loss(names: Sequence[str], per_element_flops: int) -> None:
-    def cost(call: Call) -> Cost:
-        n = call["self"].numel()
-        return Cost(0, per_element_flops * n + (n if _reduced(call) else 0))
+def loss_cost(call: Call, per_element_flops: int) -> Cost:
+    n = call["self"].numel()
+    return Cost(0, per_element_flops * n + (n if _reduced(call) else 0))
 
-    register_cost_rule(_packets_of(*names), "loss")(cost)
+
+def _register_loss(names: Sequence[str], per_element_flops: int) -> None:
+    register_cost_rule(_packets_of(*names), "loss")(partial(loss_cost, per_element_flops=per_element_flops))
 
 
 _register_loss(["mse_loss"], 2)  # subtract, square
@@ -510,12 +555,14 @@ _register_loss(["binary_cross_entropy"], 6)  # two logs, two products, the compl
 _register_loss(["binary_cross_entropy_with_logits"], 7)  # a log-sigmoid (3) and the products above
 
 
-@register_cost_rule(_packets_of("nll_loss_forward", "nll_loss2d_forward"), layer_type="loss", first_output_only=True)
 def nll_loss_cost(call: Call) -> Cost:
     # A gather per target, negated and, reduced, summed: 2 per target element (the weighting adds
     # none it cannot see in the shapes).
     targets = call["target"].numel()
     return Cost(0, targets + (targets if _reduced(call) else 0))
+
+
+register_cost_rule(_packets_of("nll_loss_forward", "nll_loss2d_forward"), layer_type="loss", first_output_only=True)(nll_loss_cost)
 
 
 # --- sorting, selection, searching and indexing -------------------------------------------------
@@ -532,53 +579,66 @@ def _row_length(x: torch.Tensor, dim: int) -> int:
     return x.shape[dim] if x.dim() else 1
 
 
-@register_cost_rule(_packets_of("sort", "msort"), layer_type="reduction")
 def sort_cost(call: Call) -> Cost:
     x = call["self"]
     return Cost(0, x.numel() * _log2(_row_length(x, call.get("dim", 0))))  # msort sorts along dim 0
 
 
-@register_cost_rule(aten.topk, layer_type="reduction")
+register_cost_rule(_packets_of("sort", "msort"), layer_type="reduction")(sort_cost)
+
+
 def topk_cost(call: Call) -> Cost:
     # Every value offered to a heap of the k best.
     return Cost(0, call["self"].numel() * max(_log2(call["k"]), 1))
 
 
-@register_cost_rule(_packets_of("kthvalue", "median", "nanmedian"), layer_type="reduction")
+register_cost_rule(aten.topk, layer_type="reduction")(topk_cost)
+
+
 def selection_cost(call: Call) -> Cost:
     # quickselect: about one comparison per value of the row.
     return Cost(0, call["self"].numel())
 
 
-@register_cost_rule(_packets_of("_unique2", "unique_dim", "_unique"), layer_type="reduction")
+register_cost_rule(_packets_of("kthvalue", "median", "nanmedian"), layer_type="reduction")(selection_cost)
+
+
 def unique_cost(call: Call) -> Cost:
     # a sort of the n values, then one comparison of each with its neighbour.
     n = call["self"].numel()
     return Cost(0, n * _log2(n) + n)
 
 
-@register_cost_rule(
-    _packets_of("unique_consecutive", "nonzero", "nonzero_static", "argwhere", "masked_select", "histc", "bincount"),
-    layer_type="reduction",
-)
+register_cost_rule(_packets_of("_unique2", "unique_dim", "_unique"), layer_type="reduction")(unique_cost)
+
+
 def scan_cost(call: Call) -> Cost:
     # one comparison (or bin update) per input element; the output's size is data, not cost.
     return Cost(0, call["self"].numel())
 
 
-@register_cost_rule(aten.searchsorted, layer_type="reduction")
+register_cost_rule(
+    _packets_of("unique_consecutive", "nonzero", "nonzero_static", "argwhere", "masked_select", "histc", "bincount"),
+    layer_type="reduction",
+)(scan_cost)
+
+
 def searchsorted_cost(call: Call) -> Cost:
     # A binary search of each value in its row of the sorted sequence.
     return Cost(0, numel(call.out) * _log2(call["sorted_sequence"].shape[-1]))
 
 
-@register_cost_rule(aten.bucketize, layer_type="reduction")
+register_cost_rule(aten.searchsorted, layer_type="reduction")(searchsorted_cost)
+
+
 def bucketize_cost(call: Call) -> Cost:
     # A binary search of each value among the boundaries.
     return Cost(0, numel(call.out) * _log2(call["boundaries"].numel()))
 
 
-@register_cost_rule(_packets_of("index_put", "index_put_", "_index_put_impl_"), layer_type="data movement")
+register_cost_rule(aten.bucketize, layer_type="reduction")(bucketize_cost)
+
+
 def index_put_cost(call: Call) -> Cost | None:
     # A copy; with accumulate, one add per value written, which the shapes alone give only when the
     # values are not broadcast.
@@ -588,16 +648,23 @@ def index_put_cost(call: Call) -> Cost | None:
     return Cost(0, values.numel()) if values.dim() > 0 and values.numel() > 1 else None
 
 
-@register_cost_rule(_packets_of("scatter_add", "scatter_add_", "scatter_reduce", "scatter_reduce_"), layer_type="elementwise")
+register_cost_rule(_packets_of("index_put", "index_put_", "_index_put_impl_"), layer_type="data movement")(index_put_cost)
+
+
 def scatter_add_cost(call: Call) -> Cost:
     # One add (or reduction step) per index entry.
     return Cost(0, call["index"].numel())
 
 
-@register_cost_rule(_packets_of("index_add", "index_add_"), layer_type="elementwise")
+register_cost_rule(_packets_of("scatter_add", "scatter_add_", "scatter_reduce", "scatter_reduce_"), layer_type="elementwise")(scatter_add_cost)
+
+
 def index_add_cost(call: Call) -> Cost:
     # One add per source element.
     return Cost(0, call["source"].numel())
+
+
+register_cost_rule(_packets_of("index_add", "index_add_"), layer_type="elementwise")(index_add_cost)
 
 
 per_element(0, "data movement", _packets_of("scatter", "scatter_", "index_copy", "index_copy_", "masked_scatter", "masked_scatter_", "index_fill", "index_fill_"))
@@ -612,29 +679,29 @@ GRU_CELL_FLOPS = 4 + 2 * SIGMOID_FLOPS + 1 + 2 + 1  # 4 adds, 2 sigmoids, 1 tanh
 RNN_CELL_FLOPS = 2  # sum the two products, then tanh or ReLU
 
 
+def recurrent_cost(call: Call, packet: torch._ops.OpOverloadPacket, gates: int, cell_flops: int) -> Cost:
+    """Every layer and direction runs its cell once per step of every sequence (its rows).
+
+    Each row multiplies every weight matrix once (input-hidden, hidden-hidden and an LSTM's
+    projection) and adds each bias element once; the cell then works per hidden unit.
+    """
+    # Seen at the torch function, the call is bound here to the overload the dispatcher would
+    # pick: a packed sequence's (data, batch_sizes, hx, params, ...) has its params fourth.
+    packed = len(call.args) > 3 and isinstance(call.args[3], (list, tuple))
+    named = bind(packet.data if packed else packet.input, call.args, call.kwargs)
+    x, weights = named["data" if packed else "input"], named["params"]
+    rows = x.numel() // x.shape[-1]  # steps x sequences, padded or packed
+    hidden = weights[0].shape[0] // gates  # the first layer's input-hidden matrix: gates x hidden rows
+    cells = named["num_layers"] * (2 if named["bidirectional"] else 1)
+    macs = rows * sum(w.numel() for w in weights if w.dim() == 2)
+    biases = rows * sum(b.numel() for b in weights if b.dim() == 1)
+    return Cost(macs, 2 * macs + biases + rows * cells * hidden * cell_flops)
+
+
 def _register_recurrent(name: str, gates: int, cell_flops: int) -> None:
     packet = getattr(aten, name)
-
-    def cost(call: Call) -> Cost:
-        """Every layer and direction runs its cell once per step of every sequence (its rows).
-
-        Each row multiplies every weight matrix once (input-hidden, hidden-hidden and an LSTM's
-        projection) and adds each bias element once; the cell then works per hidden unit.
-        """
-        # Seen at the torch function, the call is bound here to the overload the dispatcher would
-        # pick: a packed sequence's (data, batch_sizes, hx, params, ...) has its params fourth.
-        packed = len(call.args) > 3 and isinstance(call.args[3], (list, tuple))
-        named = bind(packet.data if packed else packet.input, call.args, call.kwargs)
-        x, weights = named["data" if packed else "input"], named["params"]
-        rows = x.numel() // x.shape[-1]  # steps x sequences, padded or packed
-        hidden = weights[0].shape[0] // gates  # the first layer's input-hidden matrix: gates x hidden rows
-        cells = named["num_layers"] * (2 if named["bidirectional"] else 1)
-        macs = rows * sum(w.numel() for w in weights if w.dim() == 2)
-        biases = rows * sum(b.numel() for b in weights if b.dim() == 1)
-        return Cost(macs, 2 * macs + biases + rows * cells * hidden * cell_flops)
-
     # On CPU an LSTM is one mkldnn kernel per layer, on meta matmuls and gates: costed at the call.
-    register_cost_rule(packet, "recurrent", whole=True)(cost)
+    register_cost_rule(packet, "recurrent", whole=True)(partial(recurrent_cost, packet=packet, gates=gates, cell_flops=cell_flops))
 
 
 _register_recurrent("lstm", 4, LSTM_CELL_FLOPS)
@@ -691,12 +758,14 @@ def _pool_taps(call: Mapping[str, Any], out: torch.Tensor, dims: int, adaptive: 
     return taps, out.numel()
 
 
-def _register_pool(names: Sequence[str], dims: int, adaptive: bool, is_max: bool) -> None:
-    def cost(call: Call) -> Cost:
-        taps, outputs = _pool_taps(call, first_tensor(call.out), dims, adaptive)
-        # max: taps - 1 comparisons per output; average: taps - 1 adds and one division.
-        return Cost(0, taps - outputs if is_max else taps)
+def pool_cost(call: Call, dims: int, adaptive: bool, is_max: bool) -> Cost:
+    taps, outputs = _pool_taps(call, first_tensor(call.out), dims, adaptive)
+    # max: taps - 1 comparisons per output; average: taps - 1 adds and one division.
+    return Cost(0, taps - outputs if is_max else taps)
 
+
+def _register_pool(names: Sequence[str], dims: int, adaptive: bool, is_max: bool) -> None:
+    cost = partial(pool_cost, dims=dims, adaptive=adaptive, is_max=is_max)
     register_cost_rule(_packets_of(*names), "pooling", first_output_only=True)(cost)
 
 
@@ -718,7 +787,6 @@ per_element(15, "resampling", _packets_of("upsample_trilinear3d"))  # 8 mul + 7 
 GRID_POINT_FLOPS = 12  # per sampling point: unnormalize x, y (4), floor (2), fractions (2), corner weights (4)
 
 
-@register_cost_rule(aten.grid_sampler_2d, layer_type="resampling")
 def grid_sample_cost(call: Call) -> Cost | None:
     mode = call["interpolation_mode"]
     points = call["grid"].numel() // 2
@@ -729,10 +797,12 @@ def grid_sample_cost(call: Call) -> Cost | None:
     return None  # bicubic: no rule; reported as uncounted
 
 
+register_cost_rule(aten.grid_sampler_2d, layer_type="resampling")(grid_sample_cost)
+
+
 # --- embeddings --------------------------------------------------------------------------------
 
 
-@register_cost_rule(_packets_of("_embedding_bag", "_embedding_bag_forward_only"), layer_type="embedding", first_output_only=True)
 def embedding_bag_cost(call: Call) -> Cost:
     """Gather n rows of d features (no arithmetic), then reduce them into b bags.
 
@@ -748,11 +818,16 @@ def embedding_bag_cost(call: Call) -> Cost:
     return Cost(0, merges + mean + weighted)
 
 
-@register_cost_rule(aten.one_hot, layer_type="data movement", whole=True)
+register_cost_rule(_packets_of("_embedding_bag", "_embedding_bag_forward_only"), layer_type="embedding", first_output_only=True)(embedding_bag_cost)
+
+
 def one_hot_cost(call: Call) -> Cost:
     # Writing a one at each index is data movement. Costed at the call: on meta torch compares
     # every index with every class (eq against arange), on CPU it scatters into zeros.
     return Cost(0, 0)
+
+
+register_cost_rule(aten.one_hot, layer_type="data movement", whole=True)(one_hot_cost)
 
 
 # --- backward: the gradients of a training step ----------------------------------------------
@@ -761,7 +836,6 @@ def one_hot_cost(call: Call) -> Cost:
 # weight, an input that needs no gradient, such as the image into the first convolution) is not.
 
 
-@register_cost_rule(aten.convolution_backward, layer_type=conv_call_type)
 def conv_backward_cost(call: Call) -> Cost:
     """The input gradient (a transposed convolution) and the weight gradient each take the forward's
     MACs; the bias gradient sums the output gradient over batch and positions."""
@@ -771,6 +845,9 @@ def conv_backward_cost(call: Call) -> Cost:
     macs = forward_macs * (int(mask[0]) + int(mask[1]))
     bias = grad_output.numel() - grad_output.shape[1] if mask[2] else 0
     return Cost(macs, 2 * macs + bias)
+
+
+register_cost_rule(aten.convolution_backward, layer_type=conv_call_type)(conv_backward_cost)
 
 
 # Per element of the input, as autograd's formulas compute them: x_hat = (x - mean) * rstd (2);
@@ -798,23 +875,25 @@ def norm_backward_flops(elements: int, mask: Sequence[bool], batch_statistics: b
     return per_element * elements
 
 
+def batch_norm_backward_cost(call: Call, training: str) -> Cost:
+    # ``training``: the argument that says whether the forward used batch statistics
+    return Cost(0, norm_backward_flops(call["input"].numel(), call["output_mask"], bool(call[training])))
+
+
 def _register_batch_norm_backward(name: str, training: str) -> None:
-    if not hasattr(aten, name):
-        return
-
-    def cost(call: Call) -> Cost:
-        return Cost(0, norm_backward_flops(call["input"].numel(), call["output_mask"], bool(call[training])))
-
-    register_cost_rule(getattr(aten, name), "normalization", first_output_only=True)(cost)
+    if hasattr(aten, name):
+        register_cost_rule(getattr(aten, name), "normalization", first_output_only=True)(partial(batch_norm_backward_cost, training=training))
 
 
 _register_batch_norm_backward("native_batch_norm_backward", training="train")
 _register_batch_norm_backward("batch_norm_backward", training="update")
 
 
-@register_cost_rule([aten.native_layer_norm_backward, aten.native_group_norm_backward], layer_type="normalization", first_output_only=True)
 def layer_group_norm_backward_cost(call: Call) -> Cost:
     return Cost(0, norm_backward_flops(call["input"].numel(), call["output_mask"], batch_statistics=True))
+
+
+register_cost_rule([aten.native_layer_norm_backward, aten.native_group_norm_backward], layer_type="normalization", first_output_only=True)(layer_group_norm_backward_cost)
 
 
 # An activation's gradient, per element: the derivative times the incoming gradient.
@@ -829,20 +908,23 @@ per_element(4, "softmax", _packets_of("_softmax_backward_data", "_log_softmax_ba
 per_element(2, "elementwise", _packets_of("native_dropout_backward"))  # dy * mask * scale
 
 
-@register_cost_rule(_packets_of("max_pool1d_with_indices_backward", "max_pool2d_with_indices_backward", "max_pool3d_with_indices_backward",
-                                "adaptive_max_pool2d_backward", "adaptive_max_pool3d_backward"), layer_type="pooling")
 def max_pool_backward_cost(call: Call) -> Cost:
     # Each output's gradient is added into the input position that won: one add per output.
     return Cost(0, call["grad_output"].numel())
 
 
-def _register_avg_pool_backward(name: str, dims: int, adaptive: bool) -> None:
-    def cost(call: Call) -> Cost:
-        # Each output's gradient divided by its window (1) and added into each of its taps.
-        taps, outputs = _pool_taps(call, call["grad_output"], dims, adaptive)
-        return Cost(0, taps + outputs)
+register_cost_rule(_packets_of("max_pool1d_with_indices_backward", "max_pool2d_with_indices_backward", "max_pool3d_with_indices_backward",
+                                "adaptive_max_pool2d_backward", "adaptive_max_pool3d_backward"), layer_type="pooling")(max_pool_backward_cost)
 
-    register_cost_rule(_packets_of(name), "pooling")(cost)
+
+def avg_pool_backward_cost(call: Call, dims: int, adaptive: bool) -> Cost:
+    # Each output's gradient divided by its window (1) and added into each of its taps.
+    taps, outputs = _pool_taps(call, call["grad_output"], dims, adaptive)
+    return Cost(0, taps + outputs)
+
+
+def _register_avg_pool_backward(name: str, dims: int, adaptive: bool) -> None:
+    register_cost_rule(_packets_of(name), "pooling")(partial(avg_pool_backward_cost, dims=dims, adaptive=adaptive))
 
 
 for _dims in (2, 3):
@@ -850,21 +932,27 @@ for _dims in (2, 3):
     _register_avg_pool_backward(f"_adaptive_avg_pool{_dims}d_backward", _dims, adaptive=True)
 
 
-@register_cost_rule(_packets_of("embedding_dense_backward"), layer_type="embedding")
 def embedding_backward_cost(call: Call) -> Cost:
     # Each looked-up row's gradient is added into its row of the weight gradient.
     return Cost(0, call["grad_output"].numel())
 
 
-@register_cost_rule(_packets_of("upsample_nearest1d_backward", "upsample_nearest2d_backward", "upsample_nearest3d_backward",
-                                "_upsample_nearest_exact2d_backward"), layer_type="resampling")
+register_cost_rule(_packets_of("embedding_dense_backward"), layer_type="embedding")(embedding_backward_cost)
+
+
 def upsample_nearest_backward_cost(call: Call) -> Cost:
     return Cost(0, call["grad_output"].numel())  # one add per output gradient into its source
 
 
-@register_cost_rule(_packets_of("upsample_bilinear2d_backward"), layer_type="resampling")
+register_cost_rule(_packets_of("upsample_nearest1d_backward", "upsample_nearest2d_backward", "upsample_nearest3d_backward",
+                                "_upsample_nearest_exact2d_backward"), layer_type="resampling")(upsample_nearest_backward_cost)
+
+
 def upsample_bilinear_backward_cost(call: Call) -> Cost:
     return Cost(0, 8 * call["grad_output"].numel())  # per output gradient: 4 weighted (mul) adds into its corners
+
+
+register_cost_rule(_packets_of("upsample_bilinear2d_backward"), layer_type="resampling")(upsample_bilinear_backward_cost)
 
 
 # A loss's gradient, per element of its input: mse 2 (the difference, times the scaled incoming
@@ -875,10 +963,12 @@ per_element(4, "loss", _packets_of("smooth_l1_loss_backward", "huber_loss_backwa
 per_element(5, "loss", _packets_of("binary_cross_entropy_backward"))
 
 
-@register_cost_rule(_packets_of("nll_loss_backward", "nll_loss2d_backward"), layer_type="loss")
 def nll_loss_backward_cost(call: Call) -> Cost:
     # -grad * weight / total_weight written at each target's class (the zeros around it are a fill).
     return Cost(0, call["target"].numel())
+
+
+register_cost_rule(_packets_of("nll_loss_backward", "nll_loss2d_backward"), layer_type="loss")(nll_loss_backward_cost)
 
 
 # --- data movement: no arithmetic --------------------------------------------------------------
@@ -923,8 +1013,8 @@ def roi_align_cost(call: Call) -> Cost | None:
     elif rois.device.type == "meta":
         return None
     else:
-        offset = 0.5 if call["aligned"] else 0.0
-        box = rois[:, 1:5] * call["spatial_scale"] - offset
+        # (torchvision shifts both corners by half a pixel when aligned, which a size does not see)
+        box = rois[:, 1:5] * call["spatial_scale"]
         width, height = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
         if not call["aligned"]:  # a box is at least one pixel
             width, height = width.clamp(min=1.0), height.clamp(min=1.0)
