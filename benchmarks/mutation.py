@@ -80,8 +80,8 @@ def results() -> dict[str, dict[str, int | None]]:
     return files
 
 
-def recheck(pattern: str, only: list[str], workers: int = 2) -> None:
-    """Run the survivors matching ``pattern`` against the whole test selection (or only the tests
+def recheck(patterns: list[str], only: list[str], workers: int = 2) -> None:
+    """Run the survivors matching any of ``patterns`` against the whole test selection (or only the tests
     in ``only``: then a kill is recorded, and a survivor left as it was), as mutmut runs one,
     ``workers`` at a time."""
     try:
@@ -91,7 +91,7 @@ def recheck(pattern: str, only: list[str], workers: int = 2) -> None:
     config = loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mutmut"]
     tests = [*(only or config["pytest_add_cli_args_test_selection"]), *config.get("pytest_add_cli_args", [])]
     survivors = [name for codes in results().values() for name, code in codes.items()
-                 if fnmatch.fnmatch(name, pattern) and status(code) in ("survived", "no tests")]
+                 if any(fnmatch.fnmatch(name, p) for p in patterns) and status(code) in ("survived", "no tests")]
     lock = threading.Lock()
 
     def run(name: str) -> None:
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("mutants", nargs="*", help="mutmut's mutant names or globs (default: every mutant)")
     parser.add_argument("--score", action="store_true", help="print the score of the mutants already run; run none")
     parser.add_argument("--workers", type=int, default=2, help="mutmut's --max-children (default 2)")
-    parser.add_argument("--recheck", metavar="GLOB", help="run the survivors matching GLOB against every selected test")
+    parser.add_argument("--recheck", metavar="GLOB", nargs="+", help="run the survivors matching a GLOB against every selected test")
     parser.add_argument("--tests", nargs="+", default=[], help="with --recheck: only these tests (kills count, survivals not)")
     args = parser.parse_args(argv)
     if args.recheck:

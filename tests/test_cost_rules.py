@@ -491,16 +491,23 @@ def test_batched_and_vector_products_norms_inference_batch_norm_and_index_put_co
     assert next(op.activations for op in p.ops if op.op == "aten._native_batch_norm_legit_no_training") == 96
 
 
-class BroadcastAccumulate(nn.Module):
-    def forward(self, z, index):
-        return z.index_put((index,), torch.tensor(1.0, device=z.device), accumulate=True)
+class Accumulate(nn.Module):
+    def forward(self, z, index, mask):
+        z.index_put((index,), torch.tensor(1.0, device=z.device), accumulate=True)  # rows 1, 3: 2 x 4 = 8
+        z.index_put((index,), torch.ones(4, device=z.device), accumulate=True)  # a row broadcast to both: 8
+        torch.ops.aten.index_put(z, [None, index], torch.ones(6, 1, device=z.device), True)  # columns 1, 3: 6 x 2 = 12
+        z.index_put((index[:, None], index[None, :]), torch.ones(2, 2, device=z.device), accumulate=True)  # 2 x 2 = 4
+        z.index_put((mask,), torch.ones(3, 4, device=z.device), accumulate=True)  # a mask: the values' 12
+        z.index_put((mask,), torch.tensor(1.0, device=z.device), accumulate=True)  # a mask's count is data
+        return z
 
 
 @pytest.mark.parametrize("device", ["meta", "cpu"])
-def test_an_accumulating_index_put_of_a_broadcast_value_is_reported_not_guessed(device):
-    # how many adds a broadcast value makes depends on the index's length, which the value's shape does not give
-    p = archprof.profile(BroadcastAccumulate(), inputs=(torch.zeros(6, 4), torch.tensor([1, 3])), device=device)
-    assert p.uncounted == {"aten.index_put": 1}
+def test_an_accumulating_index_put_adds_once_per_element_of_the_indexed_region(device):
+    mask = torch.tensor([True, False, True, True, False, False])
+    p = archprof.profile(Accumulate(), inputs=(torch.zeros(6, 4), torch.tensor([1, 3]), mask), device=device)
+    assert [op.flops for op in p.ops if op.op == "aten.index_put"] == [8, 8, 12, 4, 12, 0]
+    assert p.uncounted == {"aten.index_put": 1}  # the mask with one broadcast value: reported, not guessed
 
 
 # torchvision's roi_align schema (torchvision/csrc/ops/roi_align.cpp), defined here so that the rule
@@ -527,26 +534,31 @@ def _roi_cost(features, boxes, scale, sampling_ratio, aligned, pooled=(2, 3)):
 
 
 @pytest.mark.parametrize("device", ["meta", "cpu"])
-def test_roi_align_rule_counts_a_fixed_sampling_grid_from_shapes(device):
-    # sampling_ratio 3: 3 x 3 points per bin, 2 x 3 bins, 4 boxes: 216 points; per point 12
-    # (coordinates and corner weights) and per point and channel 8 (bilinear sample 7, average 1)
+@pytest.mark.parametrize("ratio", [1, 3])
+def test_roi_align_rule_counts_a_fixed_sampling_grid_from_shapes(device, ratio):
+    # sampling_ratio r: r x r points per bin, 2 x 3 bins, 4 boxes; per point 12 (coordinates and
+    # corner weights) and per point and channel 8 (bilinear sample 7, average 1)
     features, boxes = torch.empty(1, 5, 16, 16, device=device), torch.zeros(4, 5, device=device)
-    points = 4 * 3 * 3 * 2 * 3
-    assert _roi_cost(features, boxes, 0.5, 3, False) == archprof.Cost(0, 12 * points + 8 * 5 * points)
+    points = 4 * ratio * ratio * 2 * 3
+    assert _roi_cost(features, boxes, 0.5, ratio, False) == archprof.Cost(0, 12 * points + 8 * 5 * points)
 
 
 def test_roi_align_rule_sizes_an_adaptive_grid_from_the_boxes():
-    # sampling_ratio 0: ceil(box height / 2) x ceil(box width / 3) points per bin, 2 x 3 bins per box
+    # sampling_ratio 0: ceil(box height / 2) x ceil(box width / 3) points per bin, 2 x 3 bins per
+    # box; a box is at least 1 x 1 pixel when not aligned, and may be empty when aligned
     features = torch.empty(1, 5, 32, 32)
     boxes = torch.tensor([[0, 0.0, 0.0, 24.0, 16.0],  # at scale 0.5: 12 wide, 8 high: 4 x 4 = 16
-                          [0, 4.0, 4.0, 4.0, 4.0],  # empty: 1 x 1 pixel when not aligned, none when aligned
-                          [0, 10.0, 10.0, 2.0, 2.0]])  # inverted: as the empty one
-    per_bin_unaligned, per_bin_aligned = 16 + 1 + 1, 16
-    for aligned, per_bin in ((False, per_bin_unaligned), (True, per_bin_aligned)):
+                          [0, 4.0, 4.0, 4.0, 4.0],  # empty: 1 x 1 not aligned, none aligned
+                          [0, 10.0, 10.0, 2.0, 2.0],  # inverted: as the empty one
+                          [0, 2.0, 6.0, 2.0, 14.0],  # no width, 4 high: 2 x 1 not aligned, none aligned
+                          [0, 0.0, 6.0, 20.0, 6.0]])  # 10 wide, no height: 1 x 4 not aligned, none aligned
+    for aligned, per_bin in ((False, 16 + 1 + 1 + 2 + 4), (True, 16)):
         points = per_bin * 2 * 3
         assert _roi_cost(features, boxes, 0.5, 0, aligned) == archprof.Cost(0, 12 * points + 8 * 5 * points)
     # at scale 0.25 the first box is 6 x 4: ceil(4 / 2) x ceil(6 / 3) = 4 per bin
     assert _roi_cost(features, boxes[:1], 0.25, -1, True) == archprof.Cost(0, (12 + 40) * 4 * 6)
+    # one bin: the empty box, not aligned, is exactly one pixel, one point
+    assert _roi_cost(features, boxes[1:2], 0.5, 0, False, pooled=(1, 1)) == archprof.Cost(0, 12 + 40)
 
 
 def test_roi_align_rule_leaves_an_adaptive_grid_on_meta_uncounted():

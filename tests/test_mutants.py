@@ -171,7 +171,7 @@ def test_a_meta_model_runs_on_the_cpu_with_seeded_weights_each_layer_initializin
     class Free(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.scale = nn.Parameter(torch.empty(1000, device="meta"))  # no layer initializes it
+            self.scale = nn.Parameter(torch.empty(1000, dtype=torch.float64, device="meta"))  # no layer initializes it
             self.lin = nn.Linear(4, 3, device="meta")
             self.steps = nn.Parameter(torch.empty(2, dtype=torch.int64, device="meta"), requires_grad=False)
             self.register_buffer("count", torch.empty(3, device="meta"))
@@ -179,12 +179,13 @@ def test_a_meta_model_runs_on_the_cpu_with_seeded_weights_each_layer_initializin
     rng = torch.random.get_rng_state()
     copy = _initialized_copy(Free(), seed=7)
     assert torch.equal(torch.random.get_rng_state(), rng)
-    assert torch.equal(copy.scale, torch.randn(1000, generator=torch.Generator().manual_seed(7)) * 0.02)
+    # drawn in its own dtype (a float32 draw copied into float64 is another number)
+    assert torch.equal(copy.scale, torch.randn(1000, generator=torch.Generator().manual_seed(7), dtype=torch.float64) * 0.02)
     torch.manual_seed(7)
     assert torch.equal(copy.lin.weight, nn.Linear(4, 3).weight)  # Linear's own initialization, seeded
     torch.random.set_rng_state(rng)
     assert copy.steps.tolist() == [0, 0] and copy.count.tolist() == [0.0, 0.0, 0.0]
-    assert copy.scale.dtype == torch.float32 and copy.steps.dtype == torch.int64
+    assert copy.scale.dtype == torch.float64 and copy.steps.dtype == torch.int64
 
 
 def test_lazy_modules_are_initialized_on_meta_in_their_dtype_with_their_requires_grad():
@@ -205,7 +206,7 @@ def test_a_lazy_model_that_cannot_run_on_meta_is_initialized_on_the_cpu_with_ids
     class LazyTokens(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.embed = nn.Embedding(10, 4)
+            self.embed = nn.Embedding(1, 4)  # one token: any id but 0 is out of range on the CPU
             self.head = nn.LazyLinear(3)
 
         def forward(self, ids, *, scale):
@@ -218,3 +219,72 @@ def test_a_lazy_model_that_cannot_run_on_meta_is_initialized_on_the_cpu_with_ids
     with pytest.warns(Warning, match="cannot run on the meta device"):
         p = archprof.profile(LazyTokens(), inputs=inputs)
     assert p.totals.macs == 2 * 5 * 4 * 3
+
+
+def test_a_lazy_model_on_the_cpu_gets_inputs_in_its_own_dtype():
+    class LazyStatistics(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 4, bias=False, dtype=torch.float64)
+            self.norm = nn.LazyBatchNorm1d(affine=False, dtype=torch.float64)  # lazy buffers, no lazy parameter
+
+        def forward(self, x):
+            h = self.lin(x)
+            if h.sum().item() > float("inf"):  # data-dependent: meta cannot decide it
+                h = h * 2
+            return self.norm(h)
+
+    # the CPU refuses a float32 input to a float64 layer: the input takes the model's dtype
+    with pytest.warns(Warning, match="cannot run on the meta device"):
+        p = archprof.profile(LazyStatistics(), (2, 4))
+    assert (p.dtype, p.totals.macs) == ("float64", 2 * 4 * 4)
+
+
+class FailsInside(nn.Module):
+    def forward(self, x):
+        raise ValueError("  bad input  \nsecond line")
+
+
+class Wrapped(nn.Module):
+    def __init__(self, at_root: bool) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Identity(), FailsInside())
+        self.at_root = at_root
+
+    def forward(self, x):
+        if self.at_root:
+            raise KeyError("")
+        return self.body(x)
+
+
+def test_a_failing_forward_is_one_line_naming_the_innermost_module_and_the_errors_first_line():
+    with pytest.raises(archprof.ProfileError) as caught:
+        archprof.profile(Wrapped(at_root=False), (2, 3))
+    assert str(caught.value) == "forward failed at input [2, 3] in body.1 (FailsInside): ValueError: bad input"
+    with pytest.raises(archprof.ProfileError) as caught:
+        archprof.profile(Wrapped(at_root=True), (2, 3))
+    assert str(caught.value) == "forward failed at input [2, 3] in (model) (Wrapped): KeyError: ''"
+
+
+def test_an_error_is_one_line_its_type_alone_when_it_says_nothing():
+    from archprof.analysis.profile import _one_line
+
+    class EmptyX(Exception):  # a name ending in X: only ": " is stripped from the end
+        pass
+
+    assert _one_line(ValueError("  first  \nsecond")) == "ValueError: first"
+    assert _one_line(RuntimeError()) == "RuntimeError"
+    assert _one_line(EmptyX()) == "EmptyX"
+
+
+class SaysMeta(nn.Module):
+    def forward(self, x):
+        if x.device.type == "meta":
+            raise RuntimeError("Meta tensors hold no data")  # as torch words it, capitalized or not
+        return x * 2
+
+
+def test_an_error_naming_the_meta_device_in_any_case_falls_back_to_the_cpu():
+    with pytest.warns(Warning, match="cannot run on the meta device"):
+        p = archprof.profile(SaysMeta(), (2, 3))
+    assert (p.device, p.totals.flops) == ("cpu", 6)

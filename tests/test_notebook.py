@@ -43,6 +43,9 @@ def test_profile_html_holds_the_totals_and_one_grouping(resnet50):
     assert "<b>totals</b>" in html and "<b>per stage</b>" in html
     assert "4.089 G" in html and "conv2_x" in html
     assert "<b>per layer type</b>" in resnet50.to_html(by="type")
+    # depth 1: the top-level modules (the stages' containers), not the layers inside them
+    shallow, deep = resnet50.to_html(by="layer", depth=1), resnet50.to_html(by="layer")
+    assert shallow.count("<tr>") < deep.count("<tr>") and "layer1.0.conv1" in deep and "layer1.0.conv1" not in shallow
 
 
 def test_profile_to_dataframe_rows_are_its_grouping(resnet50):

@@ -330,6 +330,7 @@ def test_layer_and_group_norm_embedding_and_upsampling_backward_cost_their_close
     inputs = {"x": archprof.InputSpec((2, 5, 8)), "y": archprof.InputSpec((2, 4, 3, 3)),
               "ids": archprof.InputSpec((3, 5), torch.int64, 0, 10)}
     p = archprof.profile(NormsEmbeddingUpsampling(), inputs=inputs, mode="train", device=device, strict=True)
+    assert not any(op.macs for op in p.ops if op.phase == "backward" and op.layer_type != "matmul" and "conv" not in op.layer_type)
     backward = {op.op: (op.flops, op.layer_type) for op in p.ops if op.phase == "backward" and op.op in (
         "aten.native_layer_norm_backward", "aten.native_group_norm_backward", "aten.embedding_dense_backward",
         "aten.upsample_nearest2d_backward", "aten.upsample_bilinear2d_backward")}
@@ -344,4 +345,28 @@ def test_layer_and_group_norm_embedding_and_upsampling_backward_cost_their_close
         # one add per output gradient (2 x 4 x 6 x 6) into its source; bilinear 4 weighted adds, 8
         "aten.upsample_nearest2d_backward": (288, "resampling"),
         "aten.upsample_bilinear2d_backward": (8 * 288, "resampling"),
+    }
+
+
+class Pools(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 1, bias=False)
+        self.pool = nn.AvgPool2d(2)
+        self.gap = nn.AdaptiveAvgPool2d(3)  # (to 1 it is a mean)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.pool(y).sum() + self.gap(y).sum()
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_average_pool_backward_divides_each_output_gradient_and_adds_it_into_every_tap(device):
+    p = archprof.profile(Pools(), (1, 2, 4, 4), mode="train", device=device, strict=True)
+    backward = {op.op: (op.macs, op.flops) for op in p.ops if op.phase == "backward" and "pool" in op.op}
+    assert backward == {
+        # 2 x 2 windows over 2 x 4 x 4: 8 outputs, each divided (8) and added into its 4 taps (32)
+        "aten.avg_pool2d_backward": (0, 8 + 32),
+        # 4 -> 3 per dim: windows [0, 2), [1, 3), [2, 4), 2 x 2 taps each; 2 x 3 x 3 outputs, 72 taps
+        "aten._adaptive_avg_pool2d_backward": (0, 18 + 72),
     }

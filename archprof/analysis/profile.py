@@ -798,14 +798,14 @@ def _trace(
 
 
 class _ForwardError(Exception):
+    """The forward (or a training step) raised ``err`` in module ``layer``: the innermost one
+    running, the model itself ("") at least, None for an error outside its call."""
+
     def __init__(self, err: Exception, layer: str | None) -> None:
-        super().__init__(str(err))
         self.err, self.layer = err, layer
 
     def describe(self, by_path: dict[str, nn.Module]) -> str:
-        where = ""
-        if self.layer is not None:
-            where = f" in {self.layer or ROOT} ({type(by_path[self.layer]).__name__})" if self.layer in by_path else ""
+        where = "" if self.layer is None else f" in {self.layer or ROOT} ({type(by_path[self.layer]).__name__})"
         return f"{where}: {_one_line(self.err)}"
 
 

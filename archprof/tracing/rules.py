@@ -581,10 +581,11 @@ def _row_length(x: torch.Tensor, dim: int) -> int:
 
 def sort_cost(call: Call) -> Cost:
     x = call["self"]
-    return Cost(0, x.numel() * _log2(_row_length(x, call.get("dim", 0))))  # msort sorts along dim 0
+    return Cost(0, x.numel() * _log2(_row_length(x, call["dim"])))
 
 
-register_cost_rule(_packets_of("sort", "msort"), layer_type="reduction")(sort_cost)
+# (msort is a composite: the dispatcher sees it as sort along dim 0)
+register_cost_rule(aten.sort, layer_type="reduction")(sort_cost)
 
 
 def topk_cost(call: Call) -> Cost:
@@ -640,12 +641,18 @@ register_cost_rule(aten.bucketize, layer_type="reduction")(bucketize_cost)
 
 
 def index_put_cost(call: Call) -> Cost | None:
-    # A copy; with accumulate, one add per value written, which the shapes alone give only when the
-    # values are not broadcast.
+    # A copy; with accumulate, one add per element written: the indexed region, whose size the
+    # integer indices' shapes give (broadcast together, times the dimensions left unindexed). A
+    # boolean mask selects as many elements as it holds True: data, which the values' own size
+    # gives when they are not one broadcast value.
     if not call["accumulate"]:
-        return Cost(0, 0)
-    values = call["values"]
-    return Cost(0, values.numel()) if values.dim() > 0 and values.numel() > 1 else None
+        return Cost()
+    x, indices = call["self"], list(call["indices"])
+    if any(i is not None and i.dtype in (torch.bool, torch.uint8) for i in indices):
+        values = call["values"]
+        return Cost(0, values.numel()) if values.numel() > 1 else None
+    selected = math.prod(torch.broadcast_shapes(*(i.shape for i in indices if i is not None)))
+    return Cost(0, selected * math.prod(x.shape[d] for d in range(x.dim()) if d >= len(indices) or indices[d] is None))
 
 
 register_cost_rule(_packets_of("index_put", "index_put_", "_index_put_impl_"), layer_type="data movement")(index_put_cost)
@@ -824,7 +831,7 @@ register_cost_rule(_packets_of("_embedding_bag", "_embedding_bag_forward_only"),
 def one_hot_cost(call: Call) -> Cost:
     # Writing a one at each index is data movement. Costed at the call: on meta torch compares
     # every index with every class (eq against arange), on CPU it scatters into zeros.
-    return Cost(0, 0)
+    return Cost()
 
 
 register_cost_rule(aten.one_hot, layer_type="data movement", whole=True)(one_hot_cost)
@@ -1014,7 +1021,7 @@ def roi_align_cost(call: Call) -> Cost | None:
         return None
     else:
         # (torchvision shifts both corners by half a pixel when aligned, which a size does not see)
-        box = rois[:, 1:5] * call["spatial_scale"]
+        box = rois[:, 1:] * call["spatial_scale"]  # (batch index, x1, y1, x2, y2) per box
         width, height = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
         if not call["aligned"]:  # a box is at least one pixel
             width, height = width.clamp(min=1.0), height.clamp(min=1.0)
