@@ -7,20 +7,21 @@
     .venv/bin/python benchmarks/mutation.py --score         # the score of what has run, running nothing
 
 mutmut copies the package into mutants/ and runs, for each mutant, the tests that reached the
-mutated function (at most two workers, at nice 10, one thread each: the machine is shared). A
-mutant is killed when a test fails or it times out (a mutated loop that never ends); it survives
-when every test passes. Each survivor is either killed by a test (tests/test_mutants.py) or listed
-with the reason it cannot be, in benchmarks/mutation_equivalent.md; this script prints the ones
-that are neither. Not part of CI (a full run takes hours on two shared cores).
+mutated function, fastest first, stopping at the first failure (at most two workers, at nice 10,
+one thread each: the machine is shared). A mutant is killed when a test fails or it times out (a
+mutated loop that never ends); it survives when every test passes. Each survivor is either killed
+by a test or listed with the reason it cannot be, in benchmarks/mutation_equivalent.md; this
+script prints the ones that are neither. Not part of CI (a full run takes about an hour and a half
+on two cores).
 
-mutmut picks each mutant's tests by the tests that called the mutated function. A function that
-runs only when archprof is imported (``per_element`` and the ``_register_*`` helpers, which
-register the rules) is called before any test, and mutmut hands its mutants the first test
-alone. ``--recheck GLOB`` runs such survivors again against the whole selection, as mutmut runs a
-mutant (``MUTANT_UNDER_TEST`` set, in mutants/); the verdicts go to mutants/recheck.json and into
-the score. ``--recheck GLOB --tests tests/test_mutants.py`` does it with a few tests (a test added
-after the run, which mutmut has not yet tied to the functions it reaches): kills count, survivals
-are left as mutmut found them.
+mutmut's fork server imports archprof and collects the tests once ([tool.mutmut] says why), so a
+function that runs only when archprof is imported (``per_element``, ``register_cost_rule`` and
+the ``_register_*`` helpers, which register the rules) runs unmutated there, and its mutants
+survive whatever they break. ``--recheck GLOB ...`` runs such survivors again in fresh processes,
+against the whole selection, as mutmut runs a mutant (``MUTANT_UNDER_TEST`` set, in mutants/);
+the verdicts go to mutants/recheck.json and into the score. ``--recheck GLOB --tests TEST ...``
+does it with a few tests (tests added after the run, which mutmut has not yet tied to the
+functions they reach): kills count, survivals are left as mutmut found them.
 """
 
 from __future__ import annotations

@@ -288,3 +288,20 @@ def test_an_error_naming_the_meta_device_in_any_case_falls_back_to_the_cpu():
     with pytest.warns(Warning, match="cannot run on the meta device"):
         p = archprof.profile(SaysMeta(), (2, 3))
     assert (p.device, p.totals.flops) == ("cpu", 6)
+
+
+def test_a_float64_lazy_model_that_cannot_run_on_meta_is_initialized_with_float64_inputs():
+    # its lazy parameters carry their dtype before they have a shape: the inputs take it
+    class LazyDouble(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.LazyLinear(3, dtype=torch.float64)
+
+        def forward(self, x):
+            if x.sum().item() > float("inf"):  # data-dependent: meta cannot decide it
+                x = x * 2
+            return self.lin(x)
+
+    with pytest.warns(Warning, match="cannot run on the meta device"):
+        p = archprof.profile(LazyDouble(), (2, 4))
+    assert (p.dtype, p.totals.macs) == ("float64", 2 * 4 * 3)

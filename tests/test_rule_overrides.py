@@ -53,3 +53,80 @@ def test_ops_costed_by_names_exactly_the_ops_a_rule_is_registered_for():
         getattr(aten, name) for name in ("native_batch_norm", "_native_batch_norm_legit", "_batch_norm_with_update",
                                          "cudnn_batch_norm", "miopen_batch_norm", "_native_batch_norm_legit_no_training",
                                          "_batch_norm_no_update") if hasattr(aten, name)}
+
+
+# --- register_cost_rule, the public registry: its defaults and its one-line refusals -------------
+
+_LIBRARIES: list[torch.library.Library] = []
+
+
+def _fresh_ops(*names: str) -> list[torch._ops.OpOverloadPacket]:
+    """Ops with no rule, defined once per process (this module may be imported twice)."""
+    if not hasattr(torch.ops.archprof_registry_test, names[0]):
+        _LIBRARIES.append(torch.library.Library("archprof_registry_test", "FRAGMENT"))
+        for name in names:
+            _LIBRARIES[-1].define(f"{name}(Tensor x) -> Tensor")
+    return [getattr(torch.ops.archprof_registry_test, name) for name in names]
+
+
+@pytest.fixture
+def registry():
+    """The global registry, restored after the test."""
+    before = dict(COST_RULES)
+    yield COST_RULES
+    COST_RULES.clear()
+    COST_RULES.update(before)
+
+
+def test_a_rule_registers_for_each_op_of_a_list_with_its_flags_defaulting_to_false(registry):
+    from archprof.tracing.rules import register_cost_rule
+
+    first, second = _fresh_ops("first", "second")
+
+    def cost(call):
+        return archprof.Cost(0, 1)
+
+    assert register_cost_rule([first, second], layer_type="elementwise")(cost) is cost
+    assert registry[first] is registry[second]
+    assert (registry[first].layer_type, registry[first].first_output_only, registry[first].whole) == ("elementwise", False, False)
+    registry.pop(first), registry.pop(second)
+    register_cost_rule(first, layer_type="elementwise", first_output_only=True, whole=True)(cost)
+    assert (registry[first].first_output_only, registry[first].whole) == (True, True)
+
+
+def test_register_cost_rule_refuses_what_it_cannot_register_in_one_line(registry):
+    from archprof.tracing.rules import register_cost_rule
+
+    (op,) = _fresh_ops("first", "second")[:1]
+    with pytest.raises(TypeError) as caught:
+        register_cost_rule(op, layer_type="elementwise", category="elementwise")
+    assert str(caught.value) == "register_cost_rule takes layer_type or its deprecated name category, not both"
+    with pytest.raises(TypeError) as caught:
+        register_cost_rule(op)
+    assert str(caught.value) == 'register_cost_rule needs the ops\' layer_type (e.g. layer_type="activation")'
+    with pytest.raises(TypeError) as caught:
+        register_cost_rule([aten.gelu.default], layer_type="activation")(lambda call: None)
+    assert str(caught.value) == f"register_cost_rule expects torch.ops.<namespace>.<op> packets, got {aten.gelu.default!r}"
+    with pytest.raises(ValueError) as caught:
+        register_cost_rule(aten.gelu, layer_type="activation")(lambda call: None)
+    assert str(caught.value) == "aten.gelu already has a cost rule"
+
+
+def test_the_deprecated_category_warns_at_the_callers_line(registry):
+    from archprof.tracing.rules import register_cost_rule
+
+    (op,) = _fresh_ops("first", "second")[:1]
+    with pytest.warns(DeprecationWarning) as caught:
+        register_cost_rule(op, category="elementwise")(lambda call: None)
+    assert str(caught[0].message) == "register_cost_rule(category=...) is deprecated: use layer_type="
+    assert caught[0].filename == __file__  # stacklevel 2: the line that called it
+    assert registry[op].layer_type == "elementwise"
+
+
+def test_a_rule_takes_one_call_unless_it_takes_args_kwargs_out():
+    from archprof.tracing.rules import takes_call
+
+    assert takes_call(lambda call: None)
+    assert not takes_call(lambda args, kwargs, out: None)
+    assert not takes_call(lambda call, *more: None)  # variadic: the 0.1 form's arguments may follow
+    assert not takes_call(max)  # a builtin without a signature: the 0.1 form

@@ -36,7 +36,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import flop_registry as _torch_flop_registry
 
 from archprof.analysis.profile import ROOT, Conditions, Profile, ProfileError, profile
-from archprof.tracing.inputs import Inputs, InputSpec, as_inputs, materialize, vocabulary_size
+from archprof.tracing.inputs import Inputs, InputSpec, as_inputs, float_dtype, materialize, vocabulary_size
 from archprof.tracing.rules import (
     FUSED_ATTENTION_OPS,
     batch_norm_cost,
@@ -931,8 +931,7 @@ def crosscheck(
     if elements > MAX_INPUT_ELEMENTS:
         raise ProfileError(f"crosscheck runs real CPU forwards: an input of {elements:,} elements is too large "
                            f"(at most {MAX_INPUT_ELEMENTS:,})")
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.get_default_dtype())
-    x = materialize(call, "cpu", dtype, seed=INPUT_SEED, vocabulary=vocabulary_size(model)).args
+    x = materialize(call, "cpu", float_dtype(model), seed=INPUT_SEED, vocabulary=vocabulary_size(model)).args
     with left_as_found(model), _mha_fast_path_off():
         model.eval()
         with _Observer(model).watching() as observer:

@@ -20,7 +20,7 @@ from torch import nn
 
 from archprof.analysis.profile import ROOT, Profile, ProfileError
 from archprof.errors import ArchprofValueError
-from archprof.tracing.inputs import Inputs, materialize, vocabulary_size
+from archprof.tracing.inputs import Inputs, float_dtype, materialize, vocabulary_size
 from archprof.tracing.state import left_as_found
 
 
@@ -92,8 +92,7 @@ def measure_latency(
     tensors = [*model.parameters(), *model.buffers()]
     if any(t.device.type != device for t in tensors):  # timed as a copy on the device: the user's model stays where it is
         model = copy.deepcopy(model).to(device)
-    inputs = materialize(counted.call, device, next((p.dtype for p in model.parameters() if p.is_floating_point()),
-                         torch.get_default_dtype()), vocabulary=vocabulary_size(model))
+    inputs = materialize(counted.call, device, float_dtype(model), vocabulary=vocabulary_size(model))
     with left_as_found(model):  # eval(), and whatever the timed forwards write (a step counter), undone after
         model.eval()
         return _timed(model, inputs, device, warmup, repeats, counted)

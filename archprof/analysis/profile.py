@@ -31,6 +31,7 @@ from archprof.tracing.inputs import (
     InputSpec,
     as_inputs,
     describe,
+    float_dtype,
     materialize,
     vocabulary_size,
 )
@@ -597,10 +598,6 @@ def _check_binds(model: nn.Module, inputs: Inputs) -> None:
         raise ProfileError(f"the model's forward rejects these inputs: {err} (it takes: {takes})") from None
 
 
-def _dtype(model: nn.Module) -> torch.dtype:
-    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.get_default_dtype())
-
-
 def _weight_bytes(model: nn.Module) -> int:
     tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}
     return sum(t.numel() * t.element_size() for t in tensors.values())
@@ -728,15 +725,10 @@ def _initialized_lazy_copy(model: nn.Module, inputs: Inputs, device: str) -> nn.
     copy = deepcopy(model, memo)
     if device == "meta":  # the initialized layers beside the lazy ones too
         copy.to("meta")
-    dtype = torch.get_default_dtype() if _has_uninitialized(copy) else _dtype(copy)
-    used = materialize(inputs, device, dtype, vocabulary=vocabulary_size(copy))
+    used = materialize(inputs, device, float_dtype(copy), vocabulary=vocabulary_size(copy))
     with torch.no_grad():
         copy(*used.args, **used.kwargs)
     return copy
-
-
-def _has_uninitialized(model: nn.Module) -> bool:
-    return any(isinstance(p, UninitializedParameter) for p in model.parameters())
 
 
 def _is_meta_limitation(err: BaseException) -> bool:
@@ -775,10 +767,10 @@ def _trace(
     layer that failed."""
     if device == "meta":
         state = _meta_state(model, fresh=training is not None)
-        used = materialize(inputs, "meta", _dtype(model))
+        used = materialize(inputs, "meta", float_dtype(model))
     else:
         state = _real_state(model, device, seed, build)
-        used = materialize(inputs, device, _dtype(model), seed=seed, vocabulary=vocabulary_size(model))
+        used = materialize(inputs, device, float_dtype(model), seed=seed, vocabulary=vocabulary_size(model))
     if training is not None:  # the step's own leaves, trainable where the model's parameters are
         for name, p in model.named_parameters(remove_duplicate=False):
             state[name].requires_grad_(p.requires_grad and state[name].is_floating_point())
@@ -893,7 +885,7 @@ def profile(
         model=name or getattr(original, "archprof_name", None) or type(original).__name__,
         config=config_of(original),
         input_shapes=[tuple(t.shape) for _, t in used.tensors()],
-        dtype=str(_dtype(model)).replace("torch.", ""),
+        dtype=str(float_dtype(model)).replace("torch.", ""),
         device=run.device,
         ops=trace.events,
         layer_types=_layer_types(trace.events, by_path, declarations),

@@ -186,6 +186,11 @@ def inputs_from_specs(specs: list[tuple[str | None, InputSpec]]) -> Inputs:
     return Inputs(tuple(args), kwargs)
 
 
+def float_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating parameter (a lazy one's too): its floating inputs'."""
+    return next((p.dtype for p in model.parameters() if p.dtype.is_floating_point), torch.get_default_dtype())
+
+
 def vocabulary_size(model: nn.Module) -> int | None:
     """The number of rows of the model's first embedding: the range of its token ids."""
     for module in model.modules():
