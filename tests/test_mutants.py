@@ -305,3 +305,20 @@ def test_a_float64_lazy_model_that_cannot_run_on_meta_is_initialized_with_float6
     with pytest.warns(Warning, match="cannot run on the meta device"):
         p = archprof.profile(LazyDouble(), (2, 4))
     assert (p.dtype, p.totals.macs) == ("float64", 2 * 4 * 3)
+
+
+def test_a_real_forward_may_allocate_half_the_machines_memory_by_default(monkeypatch):
+    import os
+
+    from archprof.analysis.profile import default_max_memory
+
+    pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 6_000_000}
+    monkeypatch.setattr(os, "sysconf", lambda name: pages[name])
+    assert default_max_memory() == 4096 * 6_000_000 // 2 == 12_288_000_000
+    assert type(default_max_memory()) is int  # a count of bytes
+
+    def unsupported(name):
+        raise ValueError(name)
+
+    monkeypatch.setattr(os, "sysconf", unsupported)  # not a POSIX system: 8 GiB
+    assert default_max_memory() == 8 * 2**30 == 8_589_934_592

@@ -60,6 +60,16 @@ def test_profile_to_dataframe_rows_are_its_grouping(resnet50):
         assert int(frame["macs"].sum()) == RESNET50_MACS
 
 
+def test_profile_to_dataframe_defaults_to_stages_and_takes_a_depth_and_the_stride_rows_stages(resnet50):
+    pytest.importorskip("pandas")
+    assert resnet50.to_dataframe()["stage"].tolist() == [r.name for r in resnet50.group("stage")]
+    assert resnet50.to_dataframe("layer", depth=1)["layer"].tolist() == [r.name for r in resnet50.group("layer", 1)]
+    assert len(resnet50.group("layer", 1)) < len(resnet50.group("layer"))
+    frame = resnet50.to_dataframe("stride")
+    assert list(frame.columns[:3]) == ["stride", "stages", "calls"]
+    assert frame["stages"].tolist() == [", ".join(r.stages) for r in resnet50.group("stride")]
+
+
 def test_to_dataframe_without_pandas_is_a_one_line_import_error(resnet50, monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas raises ImportError
     with pytest.raises(ImportError) as caught:

@@ -8,6 +8,7 @@ and ReLU count no MACs; the ResNet stem's max pool none either), written from th
 from __future__ import annotations
 
 import pytest
+import torch
 from torch import nn
 
 import archprof
@@ -130,8 +131,16 @@ def test_non_square_input_and_a_user_model_by_its_children():
 
 def test_a_model_without_spatial_input_is_refused_in_one_line():
     p = archprof.profile(nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 3)), (2, 10))
-    with pytest.raises(ValueError, match=r"^the stride grouping needs a spatial input \(N, C, H, W\); Sequential's input is 2x10"):
+    with pytest.raises(ValueError) as caught:
         p.group("stride")
+    assert str(caught.value) == ("the stride grouping needs a spatial input (N, C, H, W); Sequential's input is 2x10: "
+                                 "group by stage instead")
+    two = archprof.profile(Pair(), inputs=(torch.randn(2, 10), torch.randn(2, 10)))
+    with pytest.raises(ValueError, match=r"Sequential's input is 2x10, 2x10: group|Pair's input is 2x10, 2x10: group"):
+        two.group("stride")
+    none = archprof.profile(Constant(), inputs=(3,))
+    with pytest.raises(ValueError, match=r"Constant's input is none: group by stage instead$"):
+        none.group("stride")
     other = archprof.profile(nn.Sequential(nn.Linear(10, 3)), (2, 10))
     assert compare([p, other]).by == ("stage", "block", "type")  # no stride to line up by: stages as they are
 
@@ -162,3 +171,59 @@ def test_json_and_dataframes_keep_the_stage_names(capsys):
     model = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1))
     frame = archprof.profile(model, (1, 3, 32, 32)).to_dataframe("stride")
     assert frame["stride"].tolist() == ["/2", "/4"] and frame["stages"].tolist() == ["0, 1", "2"]
+
+
+class Pair(nn.Module):
+    def forward(self, x, y):
+        return x + y
+
+
+class Constant(nn.Module):
+    def forward(self, n):
+        return torch.ones(n, device="meta") * 2
+
+
+@pytest.mark.parametrize(("size", "input_size", "name"), [
+    ((28, 28), (224, 224), "/8"),
+    ((224, 224), (224, 224), "/1"),  # the input's own size
+    ((448, 448), (224, 224), "x2"),  # upsampled
+    ((0, 0), (224, 224), "/1"),  # an empty map divides nothing
+    ((1, 1), (224, 224), "/256"),  # 224 / 256 rounds up to 1: the nearest power of two
+    ((28, 14), (224, 224), "/8x16"),  # the dims differ: one stride per dim
+    ((224, 112), (224, 224), "/1x2"),
+    ((448, 224), (224, 224), "x2x1"),
+    ((7, 7), (225, 225), "/32"),  # ceil(225 / 32)
+    ((2, 2), (10, 10), "/4"),  # floor(10 / 4)
+    ((3, 3), (10, 10), "/4"),  # ceil(10 / 4)
+    ((5, 5), (15, 15), "/3"),  # no power of two gives 5: the ratio itself
+    ((28,), (224,), "/8"),  # one spatial dim (N, C, L)
+])
+def test_a_stride_is_the_input_size_over_the_output_size_a_power_of_two_where_one_fits(size, input_size, name):
+    from archprof.analysis.profile import _stride
+
+    assert _stride(size, input_size) == name
+
+
+def test_stride_rows_run_stem_strides_upsampled_first_own_names_head_model():
+    from archprof.analysis.profile import ROOT, stride_order
+
+    assert [stride_order(n) for n in ("stem", "x2", "/1", "/8", "P3", "head", ROOT)] == [
+        (0, 0.0), (1, 0.5), (1, 1.0), (1, 8.0), (2, 0.0), (3, 0.0), (4, 0.0)]
+
+
+def test_a_stage_is_keyed_by_its_one_stride_else_by_its_name():
+    from archprof.analysis.profile import ROOT, _stride_key
+
+    reference = (1, 3, 224, 224)
+    assert _stride_key(ROOT, [(1, 8, 112, 112)], reference) == ROOT
+    assert _stride_key("stem", [(1, 8, 56, 56)], reference) == "stem"
+    assert _stride_key("layer1", [(1, 8, 56, 56), (1, 16, 56, 56)], reference) == "/4"
+    assert _stride_key("neck", [(1, 8, 28, 28), (1, 8, 14, 14)], reference) == "neck"  # two strides
+    assert _stride_key("fc", [(1, 1000)], reference) == "head"  # one vector per sample
+    assert _stride_key("tokens", [(1, 49, 768)], reference) == "tokens"  # no spatial dims to measure
+    assert _stride_key("unused", [], reference) == "unused"  # ran nothing
+
+
+def test_a_one_dimensional_network_is_grouped_by_stride_too():
+    model = nn.Sequential(nn.Conv1d(2, 4, 3, 2, 1), nn.Conv1d(4, 4, 3, 2, 1))
+    assert archprof.profile(model, (1, 2, 64)).stage_strides() == {"(model)": "(model)", "0": "/2", "1": "/4"}

@@ -175,7 +175,7 @@ class Comparison:
                  caption: str | None = None, label: str | None = None, siunitx: bool = False) -> str:
         """The booktabs tables ``archprof compare --format latex`` writes (``scale``, ``tables``,
         ``caption``, ``label``, ``siunitx``: its --scale, --table, --caption, --label, --siunitx)."""
-        return self._text("latex", list(self.by), raw, layout(scale, tables, caption, label, siunitx, "compare"))
+        return self._text("latex", list(self.by), raw, layout(scale, tables, caption, label, siunitx, command="compare"))
 
     def to_markdown(self, raw: bool = False, *, scale: str | None = None, tables: Sequence[str] | None = None) -> str:
         return self._text("markdown", list(self.by), raw, layout(scale, tables, command="compare"))

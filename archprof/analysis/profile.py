@@ -379,7 +379,7 @@ class Profile:
                  caption: str | None = None, label: str | None = None, siunitx: bool = False) -> str:
         """The booktabs tables ``archprof profile --format latex`` writes (``scale``, ``tables``,
         ``caption``, ``label``, ``siunitx``: its --scale, --table, --caption, --label, --siunitx)."""
-        return self._text("latex", _groupings(by), unit, depth, raw, layout(scale, tables, caption, label, siunitx, "profile"))
+        return self._text("latex", _groupings(by), unit, depth, raw, layout(scale, tables, caption, label, siunitx, command="profile"))
 
     def to_markdown(self, by: str | Sequence[str] = DEFAULT_GROUPINGS, unit: str = "macs", depth: int | None = None,
                     raw: bool = False, *, scale: str | None = None, tables: Sequence[str] | None = None) -> str:
@@ -432,9 +432,10 @@ def stride_order(name: str) -> tuple[int, float]:
     return {HEAD: (3, 0.0), ROOT: (4, 0.0)}.get(name, (2, 0.0))
 
 
-def layout(scale: str | None = None, tables: Sequence[str] | None = None, caption: str | None = None,
-           label: str | None = None, siunitx: bool = False, command: str = "archprof") -> Any:
-    """The writers' :class:`~archprof.rendering.writers.Layout` from ``to_latex``'s and ``to_markdown``'s keywords."""
+def layout(scale: str | None, tables: Sequence[str] | None, caption: str | None = None, label: str | None = None,
+           siunitx: bool = False, *, command: str) -> Any:
+    """The writers' :class:`~archprof.rendering.writers.Layout` from ``to_latex``'s and ``to_markdown``'s
+    keywords (``caption``, ``label`` and ``siunitx`` are LaTeX's alone), for ``command``'s labels."""
     from archprof.rendering.writers import Layout
 
     return Layout(scale, None if tables is None else tuple([tables] if isinstance(tables, str) else tables), caption,
