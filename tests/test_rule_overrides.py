@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -119,7 +121,8 @@ def test_the_deprecated_category_warns_at_the_callers_line(registry):
     with pytest.warns(DeprecationWarning) as caught:
         register_cost_rule(op, category="elementwise")(lambda call: None)
     assert str(caught[0].message) == "register_cost_rule(category=...) is deprecated: use layer_type="
-    assert caught[0].filename == __file__  # stacklevel 2: the line that called it
+    if "MUTANT_UNDER_TEST" not in os.environ:  # mutmut's trampoline is one more frame between
+        assert caught[0].filename == __file__  # stacklevel 2: the line that called it
     assert registry[op].layer_type == "elementwise"
 
 
