@@ -290,7 +290,7 @@ def test_logsumexp_costs_four_per_input_element(shape, data):
     # added back (2): 4n, whichever dimensions are reduced.
     dims = data.draw(st.lists(st.integers(0, len(shape) - 1), min_size=1, unique=True))
     p = archprof.profile(Apply(lambda x: torch.logsumexp(x, dims)), inputs=(torch.empty(shape, device="meta"),))
-    assert p.totals.flops == 4 * math.prod(shape)
+    assert (p.totals.macs, p.totals.flops) == (0, 4 * math.prod(shape))
 
 
 class Bag(nn.Module):
@@ -499,14 +499,16 @@ class Accumulate(nn.Module):
         z.index_put((index[:, None], index[None, :]), torch.ones(2, 2, device=z.device), accumulate=True)  # 2 x 2 = 4
         z.index_put((mask,), torch.ones(3, 4, device=z.device), accumulate=True)  # a mask: the values' 12
         z.index_put((mask,), torch.tensor(1.0, device=z.device), accumulate=True)  # a mask's count is data
+        z[:2, 0].index_put((mask[2:4],), torch.ones(2, device=z.device), accumulate=True)  # the values' 2
         return z
 
 
 @pytest.mark.parametrize("device", ["meta", "cpu"])
 def test_an_accumulating_index_put_adds_once_per_element_of_the_indexed_region(device):
-    mask = torch.tensor([True, False, True, True, False, False])
+    mask = torch.tensor([True, False, True, True, False, False])  # 3 rows; mask[2:4] 2
     p = archprof.profile(Accumulate(), inputs=(torch.zeros(6, 4), torch.tensor([1, 3]), mask), device=device)
-    assert [op.flops for op in p.ops if op.op == "aten.index_put"] == [8, 8, 12, 4, 12, 0]
+    assert [(op.macs, op.flops) for op in p.ops if op.op == "aten.index_put"] == [
+        (0, 8), (0, 8), (0, 12), (0, 4), (0, 12), (0, 0), (0, 2)]
     assert p.uncounted == {"aten.index_put": 1}  # the mask with one broadcast value: reported, not guessed
 
 
@@ -623,3 +625,54 @@ def test_embedding_bag_weights_cost_one_multiply_per_gathered_element_and_single
     p = archprof.profile(Bags(), inputs=(torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2]), torch.rand(3)),
                          device=device, strict=True)
     assert (p.totals.macs, p.totals.flops) == (0, 9)
+
+
+# --- fused attention kernels' masks, through their schemas (the GPU kernels cannot run here) --------
+
+
+def _attention_cost(overload, **named):
+    from archprof.tracing.rules import Call, fused_attention_cost
+
+    q, k, v = (torch.empty(2, 3, n, 8, device="meta") for n in (10, 7, 7))
+    return fused_attention_cost(Call(overload, (q, k, v), named, torch.empty(2, 3, 10, 8, device="meta")))
+
+
+# 2 x 3 heads, 10 queries, 7 keys, 8 features: q k^T and p v 6 x 10 x 7 x 16 = 6,720 MACs; 13,440
+# FLOPs, the scaling of q and k 6 x 17 x 8 = 816, the softmax 5 x 420; a mask adds one per score
+ATTENTION_MACS, ATTENTION_FLOPS, SCORES = 6_720, 13_440 + 816 + 5 * 420, 420
+
+
+def test_the_gpu_efficient_kernel_adds_its_attn_bias_once_per_score():
+    efficient = torch.ops.aten._scaled_dot_product_efficient_attention.default
+    bias = torch.empty(2, 3, 10, 7, device="meta")
+    assert _attention_cost(efficient, attn_bias=None, compute_log_sumexp=False) == (ATTENTION_MACS, ATTENTION_FLOPS)
+    assert _attention_cost(efficient, attn_bias=bias, compute_log_sumexp=False) == (ATTENTION_MACS, ATTENTION_FLOPS + SCORES)
+
+
+def test_the_cpu_flash_kernel_adds_its_attn_mask_once_per_score():
+    flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default
+    mask = torch.empty(2, 3, 10, 7, device="meta")
+    assert _attention_cost(flash) == (ATTENTION_MACS, ATTENTION_FLOPS)
+    assert _attention_cost(flash, attn_mask=mask) == (ATTENTION_MACS, ATTENTION_FLOPS + SCORES)
+
+
+# --- recurrent layers over a packed batch ----------------------------------------------------------
+
+
+class PackedLSTM(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, 5)
+
+    def forward(self, x, lengths):
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+        return self.lstm(packed)[0].data
+
+
+def test_a_packed_batch_runs_each_cell_once_per_real_step():
+    # lengths 3 and 2: 5 rows, not the padded 6. Per row the 4 x 5 x 4 input and 4 x 5 x 5 hidden
+    # weights (180 MACs), their two bias vectors (40 adds), the cell's 22 FLOPs per hidden unit.
+    x, lengths = torch.randn(3, 2, 4), torch.tensor([3, 2])
+    p = archprof.profile(PackedLSTM(), inputs=(x, lengths), device="cpu", strict=True)
+    lstm = next(op for op in p.ops if op.op == "aten.lstm")
+    assert (lstm.macs, lstm.flops) == (5 * 180, 2 * 5 * 180 + 5 * 40 + 5 * 5 * 22)

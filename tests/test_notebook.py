@@ -100,10 +100,12 @@ def test_profile_to_markdown_is_the_command_lines_markdown(resnet50, capsys):
 
 
 def test_profile_to_latex_passes_its_layout_options_through(resnet50, capsys):
-    assert resnet50.to_latex(["stage", "block"], scale="G", tables=["blocks"], caption="ResNet-50.", label="tab:r50",
+    assert resnet50.to_latex(["stage", "block"], scale="M", tables=["blocks"], caption="ResNet-50.", label="tab:r50",
                              siunitx=True) == cli(
-        capsys, "profile", "resnet50", "--per-stage", "--per-block", "--scale", "G", "--table", "blocks",
+        capsys, "profile", "resnet50", "--per-stage", "--per-block", "--scale", "M", "--table", "blocks",
         "--caption", "ResNet-50.", "--label", "tab:r50", "--siunitx", "--format", "latex")
+    assert resnet50.to_latex("layer", depth=1, raw=True) == cli(
+        capsys, "profile", "resnet50", "--per-layer", "--layer-depth", "1", "--raw", "--format", "latex")
 
 
 def test_an_unknown_grouping_or_unit_is_a_value_error(resnet50):

@@ -133,3 +133,42 @@ def test_a_rule_takes_one_call_unless_it_takes_args_kwargs_out():
     assert not takes_call(lambda args, kwargs, out: None)
     assert not takes_call(lambda call, *more: None)  # variadic: the 0.1 form's arguments may follow
     assert not takes_call(max)  # a builtin without a signature: the 0.1 form
+
+
+def test_a_rule_in_the_0_1_form_gets_the_dispatchers_args_and_kwargs_and_keeps_its_function():
+    from archprof.tracing.rules import make_rule
+
+    seen = []
+
+    def legacy_cost(args, kwargs, out):
+        seen.append((type(args), type(kwargs)))
+        return archprof.Cost(0, args[0].numel() + out.numel())
+
+    def legacy_type(args, kwargs):
+        return f"activation {args[0].dim()}d" if isinstance(kwargs, dict) else "?"
+
+    rule = make_rule(legacy_cost, legacy_type)
+    assert (rule.first_output_only, rule.whole) == (False, False)
+    assert rule.cost.__wrapped__ is legacy_cost and rule.layer_type.__wrapped__ is legacy_type  # what the user registered
+    p = archprof.profile(_gelu_net(), (4, 8), rules={aten.gelu: rule})
+    assert seen == [(tuple, dict)]
+    gelu = next(op for op in p.ops if op.op == "aten.gelu")
+    assert (gelu.flops, gelu.layer_type) == (2 * 4 * 16, "activation 2d")
+    flagged = make_rule(lambda call: None, "x", first_output_only=True, whole=True)
+    assert (flagged.first_output_only, flagged.whole) == (True, True)
+
+
+@pytest.mark.parametrize(("mask", "batch_statistics", "per_element"), [
+    ((True, True, True), True, 9),  # x_hat 2, sum(dy) 1, sum(dy x_hat) 2, input 4
+    ((True, True, True), False, 6),  # running statistics: the input gradient is dy * (w * rstd), 1
+    ((True, False, False), True, 9),  # batch statistics need both sums for the input gradient
+    ((True, False, False), False, 1),
+    ((False, True, True), True, 5),  # weight and bias gradients alone
+    ((False, True, False), True, 4),  # x_hat and sum(dy x_hat)
+    ((False, False, True), True, 1),  # sum(dy)
+    ((False, False, False), True, 0),
+])
+def test_a_normalizations_backward_costs_the_gradients_its_mask_asks_for(mask, batch_statistics, per_element):
+    from archprof.tracing.rules import norm_backward_flops
+
+    assert norm_backward_flops(10, mask, batch_statistics) == 10 * per_element

@@ -354,14 +354,15 @@ class Pools(nn.Module):
         self.conv = nn.Conv2d(2, 2, 1, bias=False)
         self.pool = nn.AvgPool2d(2)
         self.gap = nn.AdaptiveAvgPool2d(3)  # (to 1 it is a mean)
+        self.max = nn.MaxPool2d(2)
 
     def forward(self, x):
         y = self.conv(x)
-        return self.pool(y).sum() + self.gap(y).sum()
+        return self.pool(y).sum() + self.gap(y).sum() + self.max(y).sum()
 
 
 @pytest.mark.parametrize("device", ["meta", "cpu"])
-def test_average_pool_backward_divides_each_output_gradient_and_adds_it_into_every_tap(device):
+def test_pool_backward_adds_each_output_gradient_into_its_taps(device):
     p = archprof.profile(Pools(), (1, 2, 4, 4), mode="train", device=device, strict=True)
     backward = {op.op: (op.macs, op.flops) for op in p.ops if op.phase == "backward" and "pool" in op.op}
     assert backward == {
@@ -369,4 +370,6 @@ def test_average_pool_backward_divides_each_output_gradient_and_adds_it_into_eve
         "aten.avg_pool2d_backward": (0, 8 + 32),
         # 4 -> 3 per dim: windows [0, 2), [1, 3), [2, 4), 2 x 2 taps each; 2 x 3 x 3 outputs, 72 taps
         "aten._adaptive_avg_pool2d_backward": (0, 18 + 72),
+        # each output's gradient added into the tap that won: 8
+        "aten.max_pool2d_with_indices_backward": (0, 8),
     }

@@ -178,7 +178,7 @@ class Comparison:
         return self._text("latex", list(self.by), raw, layout(scale, tables, caption, label, siunitx, command="compare"))
 
     def to_markdown(self, raw: bool = False, *, scale: str | None = None, tables: Sequence[str] | None = None) -> str:
-        return self._text("markdown", list(self.by), raw, layout(scale, tables, command="compare"))
+        return self._text("markdown", list(self.by), raw, layout(scale, tables))
 
     @property
     def conditions(self) -> list[Conditions]:

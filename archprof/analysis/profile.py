@@ -384,7 +384,7 @@ class Profile:
     def to_markdown(self, by: str | Sequence[str] = DEFAULT_GROUPINGS, unit: str = "macs", depth: int | None = None,
                     raw: bool = False, *, scale: str | None = None, tables: Sequence[str] | None = None) -> str:
         """The tables ``archprof profile --format markdown`` writes."""
-        return self._text("markdown", _groupings(by), unit, depth, raw, layout(scale, tables, command="profile"))
+        return self._text("markdown", _groupings(by), unit, depth, raw, layout(scale, tables))
 
     def _text(self, fmt: str, groupings: list[str], unit: str, depth: int | None, raw: bool, how: Any = None) -> str:
         from archprof.rendering.tables import model_tables
@@ -433,9 +433,9 @@ def stride_order(name: str) -> tuple[int, float]:
 
 
 def layout(scale: str | None, tables: Sequence[str] | None, caption: str | None = None, label: str | None = None,
-           siunitx: bool = False, *, command: str) -> Any:
+           siunitx: bool = False, command: str = "archprof") -> Any:
     """The writers' :class:`~archprof.rendering.writers.Layout` from ``to_latex``'s and ``to_markdown``'s
-    keywords (``caption``, ``label`` and ``siunitx`` are LaTeX's alone), for ``command``'s labels."""
+    keywords (``caption``, ``label``, ``siunitx`` and ``command``, whose name the labels carry, are LaTeX's)."""
     from archprof.rendering.writers import Layout
 
     return Layout(scale, None if tables is None else tuple([tables] if isinstance(tables, str) else tables), caption,
