@@ -676,3 +676,11 @@ def test_a_packed_batch_runs_each_cell_once_per_real_step():
     p = archprof.profile(PackedLSTM(), inputs=(x, lengths), device="cpu", strict=True)
     lstm = next(op for op in p.ops if op.op == "aten.lstm")
     assert (lstm.macs, lstm.flops) == (5 * 180, 2 * 5 * 180 + 5 * 40 + 5 * 5 * 22)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_log_sigmoid_costs_three_per_element_of_its_output_alone(device):
+    # log_sigmoid_forward also returns a buffer for its backward (the input's size on the CPU, empty
+    # on meta): an auxiliary output, neither costed nor an activation
+    p = archprof.profile(Apply(F.logsigmoid), (2, 5), device=device, strict=True)
+    assert (p.totals.flops, p.totals.activations) == (3 * 10, 10)
