@@ -322,3 +322,124 @@ def test_a_real_forward_may_allocate_half_the_machines_memory_by_default(monkeyp
 
     monkeypatch.setattr(os, "sysconf", unsupported)  # not a POSIX system: 8 GiB
     assert default_max_memory() == 8 * 2**30 == 8_589_934_592
+
+
+# --- the profile's groupings, conditions, memory limit and real copies -------------------------
+
+
+def test_conditions_name_the_inputs_batch_device_mode_convention_and_version():
+    from archprof.analysis.profile import CONVENTION
+
+    p = archprof.profile(nn.Conv2d(3, 4, 1), (2, 3, 8, 8))
+    assert p.conditions.as_dict() == {"input": "2x3x8x8", "dtype": "float32", "batch": 2, "device": "meta",
+                                      "mode": "inference", "convention": CONVENTION, "version": archprof.__version__}
+    two = archprof.profile(TwoInputs(), inputs=(torch.randn(2, 4), torch.randn(1, 4)))  # no batch they share
+    assert (two.conditions.batch, two.conditions.shapes) == (None, "2x4, 1x4")
+    assert archprof.profile(TwoInputs(), inputs=(torch.randn(5, 4), torch.randn(5, 4))).conditions.batch == 5
+
+
+def test_a_real_forward_is_refused_one_byte_above_its_memory_limit():
+    # Linear(4, 3): 12 weights + 3 biases, 60 bytes; a 2 x 4 float input, 32 bytes
+    assert archprof.profile(nn.Linear(4, 3), (2, 4), device="cpu", max_memory=92).totals.macs == 24
+    with pytest.raises(archprof.ProfileError) as caught:
+        archprof.profile(nn.Linear(4, 3), (2, 4), device="cpu", max_memory=91)
+    assert str(caught.value) == ("a real cpu forward needs at least 92 B (inputs 32 B + weights 60 B), above the limit "
+                                 "of 91 B; raise max_memory (--max-memory) to allow it")
+
+
+class Tied(nn.Module):
+    def __init__(self, device: str = "meta") -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 4, device=device)
+        self.b = nn.Linear(4, 4, device=device)
+        self.b.weight = self.a.weight  # one tensor, two names
+        self.register_buffer("scale", torch.ones(4, device=device))
+        self.register_buffer("same_scale", self.scale)
+
+    def forward(self, x):
+        return self.b(self.a(x) * self.scale) * self.same_scale
+
+
+def test_a_meta_model_with_tied_weights_runs_on_the_cpu_with_them_tied():
+    p = archprof.profile(Tied(), (2, 4), device="cpu", strict=True)
+    assert (p.device, p.totals.macs, p.totals.params) == ("cpu", 2 * 16 * 2, 16 + 4 + 4)
+    built = archprof.profile(Tied(), (2, 4), device="cpu", build=lambda: Tied("cpu"))  # the builder's weights
+    assert (built.device, built.totals.macs) == ("cpu", 2 * 16 * 2)
+
+
+def test_a_builder_that_lacks_a_tensor_is_a_one_line_error():
+    with pytest.raises(archprof.ProfileError) as caught:
+        archprof.profile(Tied(), (2, 4), device="cpu", build=lambda: nn.Linear(4, 4))
+    assert str(caught.value) == "the model built for the real forward has no tensor 'a.weight'"
+
+
+def test_layer_rows_fold_to_a_depth_and_a_bad_depth_is_refused():
+    model = nn.Sequential(nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.Linear(4, 4), nn.ReLU())), nn.Linear(4, 2))
+    p = archprof.profile(model, (1, 4))
+    assert [r.name for r in p.group("layer", 2)] == ["0.0", "0.1", "1"]
+    assert [r.name for r in p.group("layer")] == ["0.0", "0.1.0", "0.1.1", "1"]
+    for depth in (0, True, 1.5):
+        with pytest.raises(ValueError) as caught:
+            p.group("layer", depth)
+        assert str(caught.value) == f"depth must be an integer >= 1, got {depth!r}"
+
+
+def test_saved_bytes_rows_add_up_to_the_total_in_every_grouping():
+    model = nn.Sequential(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU()), nn.Linear(8, 2))
+    p = archprof.profile(model, (3, 4), mode="train")
+    assert p.totals.saved_bytes > 0
+    for by in ("layer", "stage", "type"):
+        assert sum(r.saved_bytes for r in p.group(by)) == p.totals.saved_bytes, by
+
+
+class Declared(nn.Module):
+    """Parts and pyramid levels as a detector declares them; P4 runs before P3 (top-down)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(4, 4)
+        self.body.archprof_part = "backbone"
+        self.p3, self.p4 = nn.Linear(4, 4), nn.Linear(4, 4)
+        self.p3.archprof_level, self.p4.archprof_level = "P3", "P4"
+        self.p3.archprof_part = self.p4.archprof_part = "neck"
+        self.head = nn.Linear(4, 2)
+        self.head.archprof_part = "head"
+
+    def forward(self, x):
+        h = self.body(x)
+        top = self.p4(h)
+        return self.head(self.p3(h) + top)
+
+
+def test_parts_and_levels_are_listed_as_declared():
+    p = archprof.profile(Declared(), (1, 4))
+    assert [(r.name, r.macs) for r in p.group("part")] == [("(model)", 0), ("backbone", 16), ("neck", 32), ("head", 8)]
+    # a module outside every level is listed by its part
+    assert [(r.name, r.macs) for r in p.group("level")] == [("(model)", 0), ("backbone", 16), ("P3", 16), ("P4", 16), ("head", 8)]
+
+
+def test_a_declared_stage_that_never_ran_keeps_its_name_in_the_stride_grouping():
+    class Unused(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, 2, 1)
+            self.spare = nn.Conv2d(4, 4, 1)  # declared, never called
+
+        def forward(self, x):
+            return self.conv(x)
+
+    assert archprof.profile(Unused(), (1, 3, 8, 8)).stage_strides() == {"(model)": "(model)", "conv": "/2", "spare": "spare"}
+
+
+def test_materialized_memory_is_at_two_bytes_per_element_by_default():
+    p = archprof.profile(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()), (1, 3, 8, 8))
+    assert p.materialized_peak_bytes() == p.materialized_peak_bytes(2) == p.materialized_peak_bytes(4) // 2 > 0
+    assert p.materialized_memory() == p.materialized_memory(2)
+
+
+def test_an_empty_list_of_groupings_is_refused():
+    p = archprof.profile(nn.Linear(4, 2), (1, 4))
+    with pytest.raises(ValueError, match=r"^no grouping given \(choose from "):
+        p.to_csv([])
+    with pytest.raises(ValueError, match=r"^unknown grouping 'stages' \(choose from "):
+        p.to_markdown(["stage", "stages"])

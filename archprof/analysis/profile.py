@@ -183,7 +183,7 @@ class Conditions:
                 "mode": self.mode, "convention": self.convention, "version": self.version}
 
 
-def conditions_of(inputs: Sequence[InputInfo], device: str, mode: str = "inference") -> Conditions:
+def conditions_of(inputs: Sequence[InputInfo], device: str, mode: str) -> Conditions:
     from archprof import __version__
 
     firsts = {i.shape[0] for i in inputs if i.shape}
@@ -443,10 +443,10 @@ def layout(scale: str | None, tables: Sequence[str] | None, caption: str | None 
 
 
 def _groupings(by: str | Sequence[str]) -> list[str]:
+    # (group() refuses an unknown one)
     chosen = [by] if isinstance(by, str) else list(by)
-    unknown = [g for g in chosen if g not in GROUPINGS]
-    if unknown or not chosen:
-        raise ArchprofValueError(f"unknown grouping {unknown[0] if unknown else by!r} (choose from {', '.join(GROUPINGS)})")
+    if not chosen:
+        raise ArchprofValueError(f"no grouping given (choose from {', '.join(GROUPINGS)})")
     return chosen
 
 
