@@ -693,8 +693,9 @@ def recurrent_cost(call: Call, packet: torch._ops.OpOverloadPacket, gates: int, 
     projection) and adds each bias element once; the cell then works per hidden unit.
     """
     # Seen at the torch function, the call is bound here to the overload the dispatcher would
-    # pick: a packed sequence's (data, batch_sizes, hx, params, ...) has its params fourth.
-    packed = len(call.args) > 3 and isinstance(call.args[3], (list, tuple))
+    # pick: a packed sequence's (data, batch_sizes, hx, params, ...) has its params fourth, a padded
+    # batch's (input, hx, params, has_biases, ...) a flag.
+    packed = isinstance(call.args[3], (list, tuple))
     named = bind(packet.data if packed else packet.input, call.args, call.kwargs)
     x, weights = named["data" if packed else "input"], named["params"]
     rows = x.numel() // x.shape[-1]  # steps x sequences, padded or packed
