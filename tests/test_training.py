@@ -365,6 +365,7 @@ class Pools(nn.Module):
 def test_pool_backward_adds_each_output_gradient_into_its_taps(device):
     p = archprof.profile(Pools(), (1, 2, 4, 4), mode="train", device=device, strict=True)
     backward = {op.op: (op.macs, op.flops) for op in p.ops if op.phase == "backward" and "pool" in op.op}
+    assert {op.layer_type for op in p.ops if "pool" in op.op} == {"pooling"}  # forward and backward alike
     assert backward == {
         # 2 x 2 windows over 2 x 4 x 4: 8 outputs, each divided (8) and added into its 4 taps (32)
         "aten.avg_pool2d_backward": (0, 8 + 32),
