@@ -684,3 +684,19 @@ def test_log_sigmoid_costs_three_per_element_of_its_output_alone(device):
     # on meta): an auxiliary output, neither costed nor an activation
     p = archprof.profile(Apply(F.logsigmoid), (2, 5), device=device, strict=True)
     assert (p.totals.flops, p.totals.activations) == (3 * 10, 10)
+
+
+class PoolForms(nn.Module):
+    def forward(self, x):
+        F.max_pool2d(x, (3,), (2,))  # one int for both dims, as 3 and 2: 3 x 3 windows of 9 taps, 18 outputs
+        F.avg_pool2d(x, 2)  # no stride: the schema's [] is the kernel; 32 windows of 4
+        F.max_pool2d(x[0], 2)  # unbatched (C, H, W): 32 windows of 4
+        F.max_pool1d(x[0], 3, 2)  # (N, C, L) = 2 x 8 x 8: 48 windows of 3
+        return x
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_pools_read_one_int_for_every_dim_the_kernel_as_default_stride_and_unbatched_input(device):
+    p = archprof.profile(PoolForms(), (1, 2, 8, 8), device=device, strict=True)
+    # max: taps - 1 comparisons per output; average: taps - 1 adds and a division per output
+    assert [op.flops for op in p.ops if op.layer_type == "pooling"] == [162 - 18, 128, 128 - 32, 144 - 48]

@@ -443,3 +443,41 @@ def test_an_empty_list_of_groupings_is_refused():
         p.to_csv([])
     with pytest.raises(ValueError, match=r"^unknown grouping 'stages' \(choose from "):
         p.to_markdown(["stage", "stages"])
+
+
+def test_a_convolution_without_bias_has_no_bias_gradient_to_sum():
+    # weight gradient alone (the image needs none): N x C_out x H x W x C_in x k x k = 2 x 4 x 6 x 6 x 3 x 9
+    p = archprof.profile(nn.Conv2d(3, 4, 3, padding=1, bias=False), (2, 3, 6, 6), mode="train")
+    macs = 2 * 4 * 6 * 6 * 3 * 9
+    conv = next(op for op in p.ops if op.op == "aten.convolution_backward")
+    assert (conv.macs, conv.flops) == (macs, 2 * macs)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_reducing_a_dimension_of_one_costs_nothing(device):
+    assert flops_of(lambda x: x.sum(dim=1), (3, 1), device) == 0
+
+
+def test_a_model_that_materializes_nothing_peaks_at_zero_bytes():
+    class Passes(nn.Module):
+        def forward(self, n):
+            return n  # no tensor in, none made
+
+    p = archprof.profile(Passes(), inputs=(3,))
+    assert (p.materialized_memory(), p.materialized_peak_bytes()) == ([], 0)
+
+
+def test_an_empty_list_of_groupings_names_the_choices():
+    from archprof.analysis.profile import GROUPINGS
+
+    with pytest.raises(ValueError) as caught:
+        archprof.profile(nn.Linear(4, 2), (1, 4)).to_csv([])
+    assert str(caught.value) == f"no grouping given (choose from {', '.join(GROUPINGS)})"
+
+
+def test_a_rule_made_with_a_layer_type_of_the_call_gets_the_call():
+    from archprof.tracing.rules import make_rule
+
+    rule = make_rule(lambda call: archprof.Cost(0, 1), lambda call: f"gelu of {call['self'].dim()}d")
+    p = archprof.profile(nn.GELU(), (2, 3), rules={aten.gelu: rule})
+    assert [(op.flops, op.layer_type) for op in p.ops if op.op == "aten.gelu"] == [(1, "gelu of 2d")]

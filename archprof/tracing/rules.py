@@ -739,11 +739,10 @@ def _adaptive_counts(size: int, out: int) -> int:
     return sum(math.ceil((i + 1) * size / out) - (i * size) // out for i in range(out))
 
 
-def _tuple(value: Any, n: int, default: int) -> list[int]:
-    if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
+def _tuple(value: Sequence[int] | None, n: int, default: int | None = None) -> list[int]:
+    """A pool's int[n] argument as n ints: absent or [] is ``default``, one int stands for all n."""
+    if value is None or len(value) == 0:
         return [default] * n
-    if isinstance(value, int):
-        return [value] * n
     return list(value) if len(value) == n else list(value) * n
 
 
@@ -758,9 +757,9 @@ def _pool_taps(call: Mapping[str, Any], out: torch.Tensor, dims: int, adaptive: 
         if adaptive:
             taps *= _adaptive_counts(in_sizes[d], out_sizes[d])
         else:
-            kernel = _tuple(call["kernel_size"], dims, 1)[d]
+            kernel = _tuple(call["kernel_size"], dims)[d]
             stride = _tuple(call.get("stride"), dims, kernel)[d]  # the schemas' default [] is the kernel
-            padding = _tuple(call.get("padding"), dims, 0)[d]
+            padding = _tuple(call["padding"], dims)[d]
             dilation = _tuple(call.get("dilation"), dims, 1)[d]  # average pools have none
             taps *= _window_counts(in_sizes[d], out_sizes[d], kernel, stride, padding, dilation)
     return taps, out.numel()
