@@ -67,6 +67,9 @@ def test_batch_norm_backward_follows_the_documented_per_element_count():
     elements = 2 * 4 * 8 * 8
     # batch statistics, input, weight and bias gradients: x_hat 2, sum(dy) 1, sum(dy x_hat) 2, input 4
     assert _layer(p, "1").backward_flops == 9 * elements == norm_backward_flops(elements, (True, True, True), True)
+    # its gradients of the 4 weights and 4 biases are not activations: the input's gradient alone is
+    backward = next(op for op in p.ops if op.op == "aten.native_batch_norm_backward")
+    assert (backward.layer_type, backward.activations) == ("normalization", elements)
     # forward in training mode: statistics (5) and affine (2) per element, plus the step counter's add
     assert _layer(p, "1").flops - _layer(p, "1").backward_flops == 7 * elements + 1
 
