@@ -453,6 +453,7 @@ def test_matrix_vector_forms_gates_shrinks_and_losses_cost_their_closed_forms(de
     inputs = (torch.randn(3, 6, 6), torch.randn(3, 6, 6), torch.randn(4, 10), torch.randn(6), torch.randn(6, 6),
               torch.zeros(4, dtype=torch.long))
     p = archprof.profile(MoreForms(), inputs=inputs, device=device, strict=True)
+    assert {op.layer_type for op in p.ops if "loss" in op.op} == {"loss"}
     assert p.totals.macs == 36 + 36 + 648
     assert p.totals.flops == 78 + 72 + 1332 + 270 + 540 + 216 + 324 + 8 + 648 + 864
 
@@ -700,3 +701,5 @@ def test_pools_read_one_int_for_every_dim_the_kernel_as_default_stride_and_unbat
     p = archprof.profile(PoolForms(), (1, 2, 8, 8), device=device, strict=True)
     # max: taps - 1 comparisons per output; average: taps - 1 adds and a division per output
     assert [op.flops for op in p.ops if op.layer_type == "pooling"] == [162 - 18, 128, 128 - 32, 144 - 48]
+    # a max pool's indices are kept for backward, not an activation: its output alone is written
+    assert [op.activations for op in p.ops if op.layer_type == "pooling"] == [18, 32, 32, 48]
