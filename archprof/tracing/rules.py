@@ -743,7 +743,7 @@ def _tuple(value: Sequence[int] | None, n: int, default: int | None = None) -> l
     """A pool's int[n] argument as n ints: absent or [] is ``default``, one int stands for all n."""
     if value is None or len(value) == 0:
         return [default] * n
-    return list(value) if len(value) == n else list(value) * n
+    return list(value) * n if len(value) == 1 else list(value)
 
 
 def _pool_taps(call: Mapping[str, Any], out: torch.Tensor, dims: int, adaptive: bool) -> tuple[int, int]:
