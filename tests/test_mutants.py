@@ -390,6 +390,10 @@ def test_saved_bytes_rows_add_up_to_the_total_in_every_grouping():
     assert p.totals.saved_bytes > 0
     for by in ("layer", "stage", "type"):
         assert sum(r.saved_bytes for r in p.group(by)) == p.totals.saved_bytes, by
+    # by layer type: each ReLU keeps its 3 x 8 output (96 B), the first linear layer its 3 x 4 input
+    # (48 B); the second and third linear layers' inputs are those ReLU outputs, held once
+    assert [(r.name, r.saved_bytes) for r in p.group("type")] == [
+        ("fully connected", 48), ("activation", 192), ("loss", 0), ("data movement", 0)]
 
 
 class Declared(nn.Module):
@@ -481,3 +485,13 @@ def test_a_rule_made_with_a_layer_type_of_the_call_gets_the_call():
     rule = make_rule(lambda call: archprof.Cost(0, 1), lambda call: f"gelu of {call['self'].dim()}d")
     p = archprof.profile(nn.GELU(), (2, 3), rules={aten.gelu: rule})
     assert [(op.flops, op.layer_type) for op in p.ops if op.op == "aten.gelu"] == [(1, "gelu of 2d")]
+
+
+def test_a_batch_norm_op_without_a_training_flag_trains():
+    # _batch_norm_with_update (what export and compile lower a training batch norm to) has no
+    # training argument: statistics 5 and affine 2 per element of its 2 x 3 x 4 x 4 input
+    from archprof.tracing.rules import batch_norm_cost
+
+    x, c = torch.empty(2, 3, 4, 4, device="meta"), torch.empty(3, device="meta")
+    call = Call(aten._batch_norm_with_update.default, (x, c, c, c, c, 0.1, 1e-5), {}, (x, c, c, c))
+    assert batch_norm_cost(call) == archprof.Cost(0, 7 * 96)
