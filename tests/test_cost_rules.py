@@ -693,6 +693,7 @@ class PoolForms(nn.Module):
         F.avg_pool2d(x, 2)  # no stride: the schema's [] is the kernel; 32 windows of 4
         F.max_pool2d(x[0], 2)  # unbatched (C, H, W): 32 windows of 4
         F.max_pool1d(x[0], 3, 2)  # (N, C, L) = 2 x 8 x 8: 48 windows of 3
+        F.avg_pool2d(x, (4, 2))  # 2 x 4 windows of 8 per channel: 16 windows
         return x
 
 
@@ -700,6 +701,6 @@ class PoolForms(nn.Module):
 def test_pools_read_one_int_for_every_dim_the_kernel_as_default_stride_and_unbatched_input(device):
     p = archprof.profile(PoolForms(), (1, 2, 8, 8), device=device, strict=True)
     # max: taps - 1 comparisons per output; average: taps - 1 adds and a division per output
-    assert [op.flops for op in p.ops if op.layer_type == "pooling"] == [162 - 18, 128, 128 - 32, 144 - 48]
+    assert [op.flops for op in p.ops if op.layer_type == "pooling"] == [162 - 18, 128, 128 - 32, 144 - 48, 128]
     # a max pool's indices are kept for backward, not an activation: its output alone is written
-    assert [op.activations for op in p.ops if op.layer_type == "pooling"] == [18, 32, 32, 48]
+    assert [op.activations for op in p.ops if op.layer_type == "pooling"] == [18, 32, 32, 48, 16]

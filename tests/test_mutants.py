@@ -495,3 +495,40 @@ def test_a_batch_norm_op_without_a_training_flag_trains():
     x, c = torch.empty(2, 3, 4, 4, device="meta"), torch.empty(3, device="meta")
     call = Call(aten._batch_norm_with_update.default, (x, c, c, c, c, 0.1, 1e-5), {}, (x, c, c, c))
     assert batch_norm_cost(call) == archprof.Cost(0, 7 * 96)
+
+
+@pytest.mark.parametrize(("groups", "transposed", "layer_type"), [
+    (1, False, "conv 3x3"), (2, False, "grouped conv 3x3"), (4, False, "depthwise 3x3"), (1, True, "transposed conv 3x3")])
+def test_a_functional_convolution_is_typed_from_its_call(groups, transposed, layer_type):
+    # outside an nn.Conv2d the op's own arguments say what it is: groups == input channels is depthwise
+    weight = torch.empty(4, 4 // groups, 3, 3, device="meta")
+    conv = (lambda x: torch.nn.functional.conv_transpose2d(x, weight)) if transposed else (
+        lambda x: torch.nn.functional.conv2d(x, weight, groups=groups))
+    p = archprof.profile(Apply(conv), (1, 4, 6, 6))
+    assert [op.layer_type for op in p.ops if op.op == "aten.convolution"] == [layer_type]
+
+
+def test_a_models_config_becomes_plain_data():
+    from archprof.analysis.profile import config_of
+
+    class Configured(nn.Linear):
+        config = {"width": 0.5, "depth": None, "flag": True, "name": "r", "nan": float("nan"), "inf": float("inf"),
+                  "sizes": (1, 2), "set": {3}, "nested": {1: [torch.float16]}, "device": torch.device("cpu"),
+                  "deep": [[[[[[[[[1]]]]]]]]], "other": range(2)}
+
+    assert config_of(Configured(2, 2)) == {
+        "width": 0.5, "depth": None, "flag": True, "name": "r", "nan": "nan", "inf": "inf", "sizes": [1, 2],
+        "set": [3], "nested": {"1": ["float16"]}, "device": "cpu", "deep": [[[[[[[["[1]"]]]]]]]], "other": "range(0, 2)"}
+
+
+def test_ops_outside_every_stage_are_the_stride_row_of_the_model_itself():
+    class RootAdd(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, 2, 1)
+
+        def forward(self, x):
+            return self.conv(x) + 1  # the add runs in the model itself
+
+    rows = archprof.profile(RootAdd(), (1, 3, 8, 8)).group("stride")
+    assert [(r.name, r.stages) for r in rows] == [("/2", ("conv",)), ("(model)", ("(model)",))]

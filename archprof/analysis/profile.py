@@ -295,7 +295,7 @@ class Profile:
             regrouped: dict[str, tuple[str, ...]] = {}
             for stage, key in strides.items():
                 regrouped[key] = regrouped.get(key, ()) + (stage,)
-            return [Row(by, name, **sums[name], stages=regrouped.get(name, ())) for name in sorted(sums, key=stride_order)]
+            return [Row(by, name, **sums[name], stages=regrouped[name]) for name in sorted(sums, key=stride_order)]
         return [Row(by, name, **values) for name, values in sums.items()]
 
     def stage_strides(self) -> dict[str, str]:

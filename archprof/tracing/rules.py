@@ -271,7 +271,7 @@ def _torch_macs(packet: torch._ops.OpOverloadPacket, args: tuple, kwargs: dict, 
 CONV_OPS = (aten.convolution, aten._convolution)
 
 
-def conv_type(kernel: Sequence[int], groups: int, in_channels: int, transposed: bool = False) -> str:
+def conv_type(kernel: Sequence[int], groups: int, in_channels: int, transposed: bool) -> str:
     k = "x".join(str(int(s)) for s in kernel)
     if transposed:
         return f"transposed conv {k}"
@@ -743,7 +743,7 @@ def _tuple(value: Sequence[int] | None, n: int, default: int | None = None) -> l
     """A pool's int[n] argument as n ints: absent or [] is ``default``, one int stands for all n."""
     if value is None or len(value) == 0:
         return [default] * n
-    return list(value) * n if len(value) == 1 else list(value)
+    return [value[0]] * n if len(value) == 1 else list(value)
 
 
 def _pool_taps(call: Mapping[str, Any], out: torch.Tensor, dims: int, adaptive: bool) -> tuple[int, int]:
