@@ -508,17 +508,22 @@ def test_a_functional_convolution_is_typed_from_its_call(groups, transposed, lay
     assert [op.layer_type for op in p.ops if op.op == "aten.convolution"] == [layer_type]
 
 
+def _nested(levels: int, inner: object = 1) -> object:
+    return inner if levels == 0 else {"k": _nested(levels - 1, inner)}
+
+
 def test_a_models_config_becomes_plain_data():
     from archprof.analysis.profile import config_of
 
     class Configured(nn.Linear):
         config = {"width": 0.5, "depth": None, "flag": True, "name": "r", "nan": float("nan"), "inf": float("inf"),
                   "sizes": (1, 2), "set": {3}, "nested": {1: [torch.float16]}, "device": torch.device("cpu"),
-                  "deep": [[[[[[[[[1]]]]]]]]], "other": range(2)}
+                  "deep": [[[[[[[[[1]]]]]]]]], "deepdict": _nested(9), "other": range(2)}
 
     assert config_of(Configured(2, 2)) == {
         "width": 0.5, "depth": None, "flag": True, "name": "r", "nan": "nan", "inf": "inf", "sizes": [1, 2],
-        "set": [3], "nested": {"1": ["float16"]}, "device": "cpu", "deep": [[[[[[[["[1]"]]]]]]]], "other": "range(0, 2)"}
+        "set": [3], "nested": {"1": ["float16"]}, "device": "cpu", "deep": [[[[[[[["[1]"]]]]]]]],
+        "deepdict": _nested(8, str(_nested(1))), "other": "range(0, 2)"}  # 8 levels deep, then its text
 
 
 def test_ops_outside_every_stage_are_the_stride_row_of_the_model_itself():
