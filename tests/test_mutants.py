@@ -518,12 +518,13 @@ def test_a_models_config_becomes_plain_data():
     class Configured(nn.Linear):
         config = {"width": 0.5, "depth": None, "flag": True, "name": "r", "nan": float("nan"), "inf": float("inf"),
                   "sizes": (1, 2), "set": {3}, "nested": {1: [torch.float16]}, "device": torch.device("cpu"),
-                  "deep": [[[[[[[[[1]]]]]]]]], "deepdict": _nested(9), "other": range(2)}
+                  "deep": [[[[[[[[[1]]]]]]]]], "deepdict": _nested(9), "other": range(2), "cls": nn.Linear}
 
     assert config_of(Configured(2, 2)) == {
         "width": 0.5, "depth": None, "flag": True, "name": "r", "nan": "nan", "inf": "inf", "sizes": [1, 2],
         "set": [3], "nested": {"1": ["float16"]}, "device": "cpu", "deep": [[[[[[[["[1]"]]]]]]]],
-        "deepdict": _nested(8, str(_nested(1))), "other": "range(0, 2)"}  # 8 levels deep, then its text
+        "deepdict": _nested(8, str(_nested(1))), "other": "range(0, 2)",  # 8 levels deep, then its text
+        "cls": "<class 'torch.nn.modules.linear.Linear'>"}  # only dtypes and devices lose their "torch."
 
 
 def test_ops_outside_every_stage_are_the_stride_row_of_the_model_itself():
