@@ -538,3 +538,84 @@ def test_ops_outside_every_stage_are_the_stride_row_of_the_model_itself():
 
     rows = archprof.profile(RootAdd(), (1, 3, 8, 8)).group("stride")
     assert [(r.name, r.stages) for r in rows] == [("/2", ("conv",)), ("(model)", ("(model)",))]
+
+
+# --- the profile's bookkeeping: modes, declarations, shared tensors, tied weights on meta ---------
+
+
+def test_numel_counts_every_tensor_of_a_nested_output_and_nothing_else():
+    # an op's output may be a tuple of tensors (and Nones): the elements of each tensor, added
+    from archprof.tracing.rules import numel
+
+    assert numel((torch.empty(2, 3, device="meta"), [torch.empty(4, device="meta"), None], 7.0)) == 6 + 4
+    assert (numel(None), numel(3), numel(())) == (0, 0, 0)
+
+
+def test_a_profile_built_by_hand_refuses_an_unknown_mode_with_the_choices():
+    p = archprof.profile(nn.Linear(4, 2), (1, 4))
+    fields = {f: getattr(p, f) for f in ("model", "config", "input_shapes", "dtype", "device", "ops", "layer_types",
+                                         "modules", "peak_activation_bytes", "materialized_tensors")}
+    with pytest.raises(archprof.ArchprofError, match=r"^mode must be one of inference, train, got 'eval'$"):
+        archprof.Profile(**fields, mode="eval")
+
+
+def test_a_block_declared_by_a_property_is_the_propertys_value():
+    class Numbered(nn.Module):  # a block that names itself from its own state
+        def __init__(self, i):
+            super().__init__()
+            self.i, self.fc = i, nn.Linear(4, 4, bias=False)
+
+        @property
+        def archprof_block(self):
+            return f"unit{self.i}"
+
+        def forward(self, x):
+            return self.fc(x)
+
+    rows = archprof.profile(nn.Sequential(Numbered(1), Numbered(2)), (3, 4)).group("block")
+    assert [(r.name, r.macs) for r in rows] == [("unit1", 3 * 4 * 4), ("unit2", 3 * 4 * 4)]
+
+
+def test_a_plain_models_blocks_are_the_classes_of_its_top_level_children():
+    class Stem(nn.Sequential):
+        pass
+
+    class Body(nn.Sequential):
+        pass
+
+    model = nn.Sequential(Stem(nn.Linear(4, 8, bias=False)), Body(nn.Linear(8, 2, bias=False), nn.ReLU()))
+    rows = archprof.profile(model, (3, 4)).group("block")
+    assert [(r.name, r.macs, r.flops) for r in rows] == [("Stem", 3 * 4 * 8, 2 * 3 * 4 * 8), ("Body", 3 * 8 * 2, 2 * 3 * 8 * 2 + 3 * 2)]
+
+
+def test_a_buffer_two_modules_share_is_counted_once_and_a_missing_one_not_at_all():
+    shared = torch.zeros(5)
+    a, b = nn.Linear(4, 4), nn.Linear(4, 4)
+    a.register_buffer("table", shared)
+    b.register_buffer("table", shared)
+    model = nn.Sequential(a, b, nn.BatchNorm1d(4, track_running_stats=False))  # its running stats are None
+    p = archprof.profile(model, (2, 4))
+    assert p.totals.buffers == 5 == sum(t.numel() for t in model.buffers())  # named_buffers dedupes the same way
+
+
+def test_a_model_with_tied_weights_on_the_cpu_profiles_on_meta_with_them_tied():
+    class Tied(nn.Module):  # an LM head that shares the embedding (GPT-2): functional_call wants one tensor
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(50, 8)
+            self.out = nn.Linear(8, 50, bias=False)
+            self.out.weight = self.embed.weight
+
+        def forward(self, ids):
+            return self.out(self.embed(ids))
+
+    p = archprof.profile(Tied(), inputs=archprof.InputSpec((2, 5), torch.int64), device="meta")
+    assert (p.device, p.totals.macs, p.totals.params) == ("meta", 2 * 5 * 8 * 50, 50 * 8)
+
+
+def test_training_a_meta_model_gives_its_own_parameters_no_gradient():
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    p = archprof.profile(model, (5, 4), mode="train")
+    assert p.totals.backward_macs == 5 * 3 * 2 + 5 * 4 * 3 + 5 * 3 * 2  # dW2 and dx of the second, dW1 of the first
+    assert all(t.grad is None for t in model.parameters())

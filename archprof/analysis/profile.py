@@ -21,7 +21,7 @@ from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
 from archprof.analysis.layer_types import module_layer_type
 from archprof.analysis.memory import MaterializedRow, materialized_by_resolution, peak_live_bytes
-from archprof.analysis.training import MODES, PRECISIONS, TrainingMemory, check_training_options, training_memory
+from archprof.analysis.training import PRECISIONS, TrainingMemory, check_mode, check_training_options, training_memory
 from archprof.architectures.base import Architecture
 from archprof.errors import EXIT_UNCOUNTED, ArchprofError, ArchprofNotice, ArchprofValueError
 from archprof.tracing.autograd import TrainingError, TrainingStep
@@ -214,8 +214,7 @@ class Profile:
     architecture: str | None = None  # the registered name the model was built from ("resnet50"), if any
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ArchprofValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        check_mode(self.mode)
 
     @property
     def conditions(self) -> Conditions:
@@ -505,7 +504,7 @@ def _declarations(by_path: dict[str, nn.Module]) -> dict[str, dict[str, Any]]:
     """
     declared: dict[str, dict[str, Any]] = {}
     for path, module in by_path.items():
-        parent = declared.get(path.rpartition(".")[0]) if path else None
+        parent = declared.get(path.rpartition(".")[0])  # the model itself ("") has none: it comes first
         own = module.__dict__
         cls = type(module)
         values = {name: own.get(name) or getattr(cls, name, None) for name in DECLARED}
@@ -850,8 +849,7 @@ def profile(
     fn}`` costs GELU with ``fn(args, kwargs, out) -> Cost``, ``{op: None}`` leaves an op uncounted
     (see :func:`archprof.tracing.rules.rules_with`); the global registry is untouched.
     """
-    if mode not in MODES:
-        raise ArchprofValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    check_mode(mode)
     check_training_options(optimizer, precision)
     training = _Training(optimizer, precision) if mode == "train" else None
     chosen = rules_with(rules) if rules else None

@@ -69,6 +69,11 @@ class TrainingMemory:
         ]
 
 
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ArchprofValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+
+
 def check_training_options(optimizer: str, precision: str) -> None:
     if optimizer not in OPTIMIZER_STATES:
         raise ArchprofValueError(f"optimizer must be one of {', '.join(OPTIMIZER_STATES)}, got {optimizer!r}")
