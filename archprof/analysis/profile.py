@@ -59,6 +59,16 @@ class UncountedOpsError(ProfileError):
         super().__init__(f"ops with no cost rule: {listed}")
 
 
+# The properties below are written as ``name = property(fn)``: mutmut (benchmarks/mutation.py)
+# does not mutate decorated functions, and this keeps them within its reach.
+
+
+def _arithmetic_intensity(counts: Totals | Row) -> float:
+    """FLOPs per byte moved (read + written)."""
+    moved = counts.bytes_read + counts.bytes_written
+    return counts.flops / moved if moved else 0.0
+
+
 @dataclass(frozen=True)
 class Totals:
     macs: int
@@ -76,19 +86,17 @@ class Totals:
     backward_flops: int = 0
     saved_bytes: int = 0  # activations the forward saved for backward
 
-    @property
-    def forward_macs(self) -> int:
+    def _forward_macs(self) -> int:
         return self.macs - self.backward_macs
 
-    @property
-    def forward_flops(self) -> int:
+    forward_macs = property(_forward_macs)
+
+    def _forward_flops(self) -> int:
         return self.flops - self.backward_flops
 
-    @property
-    def arithmetic_intensity(self) -> float:
-        """FLOPs per byte moved (read + written)."""
-        moved = self.bytes_read + self.bytes_written
-        return self.flops / moved if moved else 0.0
+    forward_flops = property(_forward_flops)
+
+    arithmetic_intensity = property(_arithmetic_intensity)
 
 
 @dataclass(frozen=True)
@@ -111,10 +119,7 @@ class Row:
     saved_bytes: int = 0
     stages: tuple[str, ...] = ()  # the stride grouping: the declared stages this row regroups
 
-    @property
-    def arithmetic_intensity(self) -> float:
-        moved = self.bytes_read + self.bytes_written
-        return self.flops / moved if moved else 0.0
+    arithmetic_intensity = property(_arithmetic_intensity)
 
 
 SUMMED = tuple(f.name for f in fields(Row) if f.name not in ("grouping", "name", "stages"))
@@ -161,8 +166,7 @@ class Conditions:
     convention: str = CONVENTION
     version: str = ""
 
-    @property
-    def shapes(self) -> str:
+    def _shapes(self) -> str:
         """``1x3x224x224``; several inputs joined with ``, ``, a keyword input as the command line's
         ``--input`` names it (``input_ids=1x128``)."""
         shown = []
@@ -172,11 +176,14 @@ class Conditions:
             shown.append(f"{keyword[1]}={shape}" if keyword else shape)
         return ", ".join(shown)
 
-    @property
-    def dtypes(self) -> str:
+    shapes = property(_shapes)
+
+    def _dtypes(self) -> str:
         """``float32``: the inputs' dtype, or each input's in order where they differ."""
         dtypes = [i.dtype for i in self.inputs]
         return dtypes[0] if len(set(dtypes)) == 1 else ", ".join(dtypes)
+
+    dtypes = property(_dtypes)
 
     def as_dict(self) -> dict[str, Any]:
         return {"input": self.shapes, "dtype": self.dtypes, "batch": self.batch, "device": self.device,
@@ -216,19 +223,20 @@ class Profile:
     def __post_init__(self) -> None:
         check_mode(self.mode)
 
-    @property
-    def conditions(self) -> Conditions:
+    def _conditions(self) -> Conditions:
         """The conditions of every number of this profile (its inputs, batch, device, mode, ...)."""
         mode = self.mode if self.training is None else f"train ({self.training.optimizer}, {self.training.precision})"
         return conditions_of(self.inputs, self.device, mode)
 
-    @property
-    def row_fields(self) -> tuple[str, ...]:
+    conditions = property(_conditions)
+
+    def _row_fields(self) -> tuple[str, ...]:
         """The summed fields of this profile's rows: a training step's backward and saved-bytes fields only in train mode."""
         return SUMMED if self.mode == "train" else tuple(k for k in SUMMED if k not in TRAINING_FIELDS)
 
-    @cached_property
-    def totals(self) -> Totals:
+    row_fields = property(_row_fields)
+
+    def _totals(self) -> Totals:
         params = sum(m.params for m in self.modules.values())
         trainable = sum(m.trainable_params for m in self.modules.values())
         return Totals(
@@ -247,10 +255,13 @@ class Profile:
             saved_bytes=sum(m.saved_bytes for m in self.modules.values()),
         )
 
-    @property
-    def uncounted(self) -> dict[str, int]:
+    totals = cached_property(_totals)
+
+    def _uncounted(self) -> dict[str, int]:
         """Ops that ran but have no cost rule: name -> call count, never a silent zero."""
         return dict(Counter(op.op for op in self.ops if not op.counted))
+
+    uncounted = property(_uncounted)
 
     def group(self, by: str, depth: int | None = None) -> list[Row]:
         """Rows for ``by`` in "layer", "block", "stage", "type" (in forward order), "part" or
