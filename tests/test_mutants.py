@@ -334,7 +334,7 @@ def test_conditions_name_the_inputs_batch_device_mode_convention_and_version():
     assert p.conditions.as_dict() == {"input": "2x3x8x8", "dtype": "float32", "batch": 2, "device": "meta",
                                       "mode": "inference", "convention": CONVENTION, "version": archprof.__version__}
     two = archprof.profile(TwoInputs(), inputs=(torch.randn(2, 4), torch.randn(1, 4)))  # no batch they share
-    assert (two.conditions.batch, two.conditions.shapes) == (None, "2x4, 1x4")
+    assert (two.conditions.batch, two.conditions.shapes, two.conditions.dtypes) == (None, "2x4, 1x4", "float32")  # one dtype, once
     assert archprof.profile(TwoInputs(), inputs=(torch.randn(5, 4), torch.randn(5, 4))).conditions.batch == 5
 
 
@@ -604,3 +604,114 @@ def test_training_a_meta_model_gives_its_own_parameters_no_gradient():
     p = archprof.profile(model, (5, 4), mode="train")
     assert p.totals.backward_macs == 5 * 3 * 2 + 5 * 4 * 3 + 5 * 3 * 2  # dW2 and dx of the second, dW1 of the first
     assert all(t.grad is None for t in model.parameters())
+
+
+def test_a_block_whose_property_raises_attribute_error_declares_nothing():
+    class Unnamed(nn.Module):  # its name is read from an attribute it never got
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4, bias=False)
+
+        @property
+        def archprof_block(self):
+            return self.label
+
+        def forward(self, x):
+            return self.fc(x)
+
+    assert [r.name for r in archprof.profile(nn.Sequential(Unnamed()), (3, 4)).group("block")] == ["Unnamed"]
+
+
+def test_conditions_name_a_scalar_input_and_a_keyword_input_with_their_dtypes():
+    class ScaledEmbedding(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(10, 4)
+
+        def forward(self, scale, ids):
+            return self.embed(ids) * scale
+
+    p = archprof.profile(ScaledEmbedding(), inputs=archprof.Inputs((archprof.InputSpec(()),), {"ids": archprof.InputSpec((2, 3), torch.int64, 0, 10)}))
+    assert (p.conditions.shapes, p.conditions.dtypes) == ("scalar, ids=2x3", "float32, int64")
+    same = archprof.profile(nn.Linear(4, 2), (3, 4)).conditions
+    assert (same.shapes, same.dtypes) == ("3x4", "float32")  # one dtype, named once
+
+
+def test_a_training_steps_totals_split_forward_and_backward_and_its_rows_carry_them():
+    # Linear(4, 2) without bias at batch 5: the forward's mm (40 MACs), the loss's sum of 10 values
+    # (9 adds), the backward's weight gradient dy^T x (40 MACs); the input needs no gradient
+    p = archprof.profile(nn.Linear(4, 2, bias=False), (5, 4), mode="train")
+    t = p.totals
+    assert (t.macs, t.flops, t.backward_macs, t.backward_flops) == (80, 80 + 9 + 80, 40, 80)
+    assert (t.forward_macs, t.forward_flops) == (40, 89)
+    training = ("backward_macs", "backward_flops", "saved_bytes")
+    assert p.row_fields[-3:] == training and list(p.to_dataframe("layer").columns)[-3:] == list(training)
+    inference = archprof.profile(nn.Linear(4, 2, bias=False), (5, 4))
+    assert not set(training) & set(inference.row_fields) and inference.row_fields[-1] == "bytes_written"
+
+
+def test_arithmetic_intensity_is_flops_per_byte_moved_and_zero_where_nothing_moves():
+    from archprof.analysis.profile import Row
+
+    t = archprof.profile(nn.Linear(4, 2, bias=False), (5, 4)).totals
+    assert t.arithmetic_intensity == t.flops / (t.bytes_read + t.bytes_written) == 80 / ((5 * 4 + 4 * 2) * 4 + 5 * 2 * 4)  # x and W read, y written, 4 bytes each
+    assert Row("layer", "view").arithmetic_intensity == 0.0  # a group of views moves no bytes
+
+
+def test_a_parameter_no_layer_type_owns_is_of_type_other_under_its_class():
+    class Scale(nn.Module):  # a learned per-feature scale: a bare parameter and a multiply
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(4))
+
+        def forward(self, x):
+            return x * self.w
+
+    p = archprof.profile(nn.Sequential(nn.Linear(4, 4, bias=False), Scale()), (2, 4))
+    assert (p.modules["1"].cls, p.modules["1"].layer_type, p.modules["0"].cls) == ("Scale", "other", "Linear")
+    assert [(r.name, r.params) for r in p.group("type")] == [("fully connected", 16), ("elementwise", 0), ("other", 4)]
+
+
+@pytest.mark.parametrize("rule", [lambda call: None, lambda call: 1 / 0], ids=["declines", "raises"])
+def test_a_rule_that_cannot_read_a_call_leaves_it_uncounted_by_name(rule):
+    p = archprof.profile(nn.Sequential(nn.Linear(4, 4, bias=False), nn.ReLU()), (2, 4), rules={aten.relu: rule})
+    assert [(o.op, o.layer_type, o.counted) for o in p.ops][-1] == ("aten.relu", "uncounted", False)
+    assert p.uncounted == {"aten.relu": 1}
+
+
+def test_a_configs_own_accessors_win_over_its_attributes():
+    import dataclasses
+
+    from archprof.analysis.profile import config_of
+
+    class Exported:  # a transformers-like config: to_dict() is its data, not its attributes
+        def __init__(self):
+            self.cache = {"built": True}
+
+        def to_dict(self):
+            return {"hidden": 8}
+
+    @dataclasses.dataclass
+    class Fields:  # a dataclass: its fields, not what __post_init__ adds
+        width: int = 4
+
+        def __post_init__(self):
+            self.derived = self.width * 2
+
+    class With(nn.Linear):
+        def __init__(self, config):
+            super().__init__(2, 2)
+            self.config = config
+
+    assert config_of(With(Exported())) == {"hidden": 8}
+    assert config_of(With(Fields())) == {"width": 4}
+    # no config, or a "config" that is a layer or a tensor: nothing to report
+    assert config_of(nn.Linear(2, 2)) == config_of(With(nn.Linear(2, 2))) == config_of(With(torch.zeros(2))) == {}
+
+
+def test_an_ops_schema_is_read_once():
+    from archprof.tracing import rules
+
+    rules.bind(aten.add.Tensor, (torch.zeros(1), torch.zeros(1)), {})
+    plan = rules._PLANS[aten.add.Tensor]
+    assert rules._plan(aten.add.Tensor) is plan and [name for name, _, _ in plan] == ["self", "other", "alpha"]
