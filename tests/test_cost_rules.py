@@ -518,14 +518,14 @@ def test_an_accumulating_index_put_adds_once_per_element_of_the_indexed_region(d
 _ROI_LIBRARIES: list[torch.library.Library] = []  # a definition lives as long as its library
 
 
-def _roi_align_schema() -> torch._ops.OpOverload:
+def _roi_align_schema(namespace: str = "archprof_roi_test") -> torch._ops.OpOverload:
     try:  # defined once per process, however often this module is imported
-        return torch.ops.archprof_roi_test.roi_align.default
+        return getattr(torch.ops, namespace).roi_align.default
     except (AttributeError, RuntimeError):
-        _ROI_LIBRARIES.append(torch.library.Library("archprof_roi_test", "FRAGMENT"))
+        _ROI_LIBRARIES.append(torch.library.Library(namespace, "FRAGMENT"))
         _ROI_LIBRARIES[-1].define("roi_align(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
                                   "SymInt pooled_width, int sampling_ratio, bool aligned) -> Tensor")
-        return torch.ops.archprof_roi_test.roi_align.default
+        return getattr(torch.ops, namespace).roi_align.default
 
 
 def _roi_cost(features, boxes, scale, sampling_ratio, aligned, pooled=(2, 3)):
@@ -704,3 +704,25 @@ def test_pools_read_one_int_for_every_dim_the_kernel_as_default_stride_and_unbat
     assert [op.flops for op in p.ops if op.layer_type == "pooling"] == [162 - 18, 128, 128 - 32, 144 - 48, 128]
     # a max pool's indices are kept for backward, not an activation: its output alone is written
     assert [op.activations for op in p.ops if op.layer_type == "pooling"] == [18, 32, 32, 48, 16]
+
+
+def test_torchvisions_roi_align_gets_its_rule_once_torchvision_is_imported(monkeypatch):
+    import sys
+    import types
+
+    from archprof.tracing import rules
+
+    try:
+        import torchvision as module  # its operators, roi_align among them
+    except Exception:  # absent (CI): torchvision's namespace and schema, and a module by its name
+        _roi_align_schema("torchvision")
+        module = types.ModuleType("torchvision")
+    packet = torch.ops.torchvision.roi_align
+    monkeypatch.setattr(rules, "COST_RULES", {op: rule for op, rule in rules.COST_RULES.items() if op is not packet})
+    monkeypatch.delitem(sys.modules, "torchvision", raising=False)
+    rules.register_library_rules()  # not imported: nothing to register
+    assert packet not in rules.COST_RULES
+    monkeypatch.setitem(sys.modules, "torchvision", module)
+    rules.register_library_rules()
+    rules.register_library_rules()  # before every trace: registered once
+    assert (rules.COST_RULES[packet].cost, rules.COST_RULES[packet].layer_type) == (rules.roi_align_cost, "pooling")
