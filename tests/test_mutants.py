@@ -715,3 +715,20 @@ def test_an_ops_schema_is_read_once():
     rules.bind(aten.add.Tensor, (torch.zeros(1), torch.zeros(1)), {})
     plan = rules._PLANS[aten.add.Tensor]
     assert rules._plan(aten.add.Tensor) is plan and [name for name, _, _ in plan] == ["self", "other", "alpha"]
+
+
+def test_a_model_declares_its_default_inputs_or_is_told_it_has_none():
+    class Tokens(nn.Module):  # an hf: model's pattern: its own default inputs, token ids
+        archprof_inputs = archprof.InputSpec((2, 3), torch.int64, 0, 10)
+
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(10, 4)
+
+        def forward(self, ids):
+            return self.embed(ids)
+
+    p = archprof.profile(Tokens())
+    assert (p.input_shapes, p.conditions.dtypes, p.totals.params) == ([(2, 3)], "int64", 40)
+    with pytest.raises(archprof.ProfileError, match=r"^this model has no default input: pass input_shape or inputs$"):
+        archprof.profile(nn.Linear(4, 2))
