@@ -288,8 +288,12 @@ def test_profiling_leaves_the_users_model_untouched():
 
 
 def test_bad_input_shape_is_a_profile_error():
-    with pytest.raises(archprof.ProfileError, match="input shape must be positive integers"):
-        archprof.profile(Tiny(), (1, 0, 56, 56))
+    for shape in ((1, 0, 56, 56), (1, 3, 56.0, 56), (True, 3, 56, 56)):  # a size of 0, a float, a bool
+        with pytest.raises(archprof.ProfileError, match=r"^input shape must be positive integers, got \["):
+            archprof.profile(Tiny(), shape)
+    # torch indexes elements with int64: 2^63 of them is one too many (2^63 - 1 is its largest index + 1)
+    with pytest.raises(archprof.ProfileError, match=r"^input shape \[4294967296, 2147483648\] is too large to index \(at most 2\^63 - 1 elements\)$"):
+        archprof.profile(Tiny(), (2**32, 2**31))
     with pytest.raises(archprof.ProfileError, match="forward failed"):
         archprof.profile(Tiny(), (1, 3, 56, 56), device="meta")
 
