@@ -732,3 +732,18 @@ def test_a_model_declares_its_default_inputs_or_is_told_it_has_none():
     assert (p.input_shapes, p.conditions.dtypes, p.totals.params) == ([(2, 3)], "int64", 40)
     with pytest.raises(archprof.ProfileError, match=r"^this model has no default input: pass input_shape or inputs$"):
         archprof.profile(nn.Linear(4, 2))
+
+
+def test_a_forward_with_open_keywords_takes_any_and_one_with_no_arguments_says_so():
+    class Open(nn.Module):
+        def forward(self, x, **extra):
+            return x * extra["scale"]
+
+    class Constant(nn.Module):
+        def forward(self):
+            return torch.ones(3)
+
+    p = archprof.profile(Open(), inputs={"x": archprof.InputSpec((2, 3)), "scale": 2.0})
+    assert p.totals.flops == 6  # one multiply per element
+    with pytest.raises(archprof.ProfileError, match=r"^the model's forward rejects these inputs: .* \(it takes: no arguments\)$"):
+        archprof.profile(Constant(), (2, 3))
