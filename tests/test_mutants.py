@@ -747,3 +747,53 @@ def test_a_forward_with_open_keywords_takes_any_and_one_with_no_arguments_says_s
     assert p.totals.flops == 6  # one multiply per element
     with pytest.raises(archprof.ProfileError, match=r"^the model's forward rejects these inputs: .* \(it takes: no arguments\)$"):
         archprof.profile(Constant(), (2, 3))
+
+
+# --- which device runs the forward, and what each failure says -------------------------------------
+
+
+class _DataDependent(nn.Module):  # reads a value: meta cannot run it, a real forward can
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return y if y.sum().item() > 1e9 else y * 2
+
+
+class _RefusesItsData(nn.Module):  # reads a value, then fails on the real one too
+    def forward(self, x):
+        if x.sum().item() > -1e9:
+            raise ValueError("no data like this")
+        return x
+
+
+def test_each_device_names_itself_in_a_failed_forward():
+    bad = archprof.InputSpec((2, 5))  # Linear(4, 2) takes 4 features
+    with pytest.raises(archprof.ProfileError, match=r"^forward failed on meta at input \[2, 5\] in \(model\) \(Linear\): RuntimeError: "):
+        archprof.profile(nn.Linear(4, 2), inputs=bad, device="meta")
+    with pytest.raises(archprof.ProfileError, match=r"^forward failed on cpu in \(model\) \(Linear\): RuntimeError: mat1 and mat2 shapes"):
+        archprof.profile(nn.Linear(4, 2), inputs=bad, device="cpu")
+    with pytest.raises(archprof.ProfileError, match=r"^forward failed on cpu in \(model\) \(_RefusesItsData\): ValueError: no data like this$"):
+        archprof.profile(_RefusesItsData(), inputs=bad)  # meta cannot read the value; the CPU fallback fails
+
+
+def test_only_a_real_forward_is_held_to_the_memory_limit():
+    # Linear(4, 4) at 2 x 4, float32: weights 16 + 4 values, inputs 8 values, 4 bytes each
+    assert archprof.profile(nn.Linear(4, 4), (2, 4), device="meta", max_memory=1).device == "meta"
+    with pytest.raises(archprof.ProfileError, match=r"^a real CPU forward needs at least 112 B \(inputs 32 B \+ weights 80 B\), above the limit of 10 B; "):
+        archprof.profile(_DataDependent(), (2, 4), max_memory=10)  # the CPU fallback
+
+
+def test_the_cpu_fallback_says_why_meta_could_not_run_it():
+    with pytest.warns(archprof.ArchprofNotice):
+        p = archprof.profile(_DataDependent(), (2, 4))
+    assert (p.device, p.notices) == ("cpu", [
+        "the model cannot run on the meta device (RuntimeError: Tensor.item() cannot be called on meta tensors); profiled "
+        "with a real CPU forward on seeded inputs (seed 0): a data-dependent model's count depends on its data"])
+
+
+def test_a_bfloat16_model_on_meta_gets_bfloat16_inputs():
+    p = archprof.profile(nn.Linear(4, 2, bias=False).to(torch.bfloat16), (3, 4), device="meta")
+    assert (p.conditions.dtypes, p.totals.bytes_read, p.totals.bytes_written) == ("bfloat16", (3 * 4 + 4 * 2) * 2, 3 * 2 * 2)
