@@ -3,6 +3,8 @@ a boundary of a cost rule or of the rule registry, with its closed form."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -787,8 +789,10 @@ def test_only_a_real_forward_is_held_to_the_memory_limit():
 
 
 def test_the_cpu_fallback_says_why_meta_could_not_run_it():
-    with pytest.warns(archprof.ArchprofNotice):
+    with pytest.warns(archprof.ArchprofNotice) as caught:
         p = archprof.profile(_DataDependent(), (2, 4))
+    if "MUTANT_UNDER_TEST" not in os.environ:  # mutmut's trampolines are more frames between
+        assert caught[0].filename == __file__  # stacklevel 3: the line that called profile()
     assert (p.device, p.notices) == ("cpu", [
         "the model cannot run on the meta device (RuntimeError: Tensor.item() cannot be called on meta tensors); profiled "
         "with a real CPU forward on seeded inputs (seed 0): a data-dependent model's count depends on its data"])
@@ -797,3 +801,14 @@ def test_the_cpu_fallback_says_why_meta_could_not_run_it():
 def test_a_bfloat16_model_on_meta_gets_bfloat16_inputs():
     p = archprof.profile(nn.Linear(4, 2, bias=False).to(torch.bfloat16), (3, 4), device="meta")
     assert (p.conditions.dtypes, p.totals.bytes_read, p.totals.bytes_written) == ("bfloat16", (3 * 4 + 4 * 2) * 2, 3 * 2 * 2)
+
+
+def test_a_device_archprof_cannot_use_is_refused_by_name():
+    with pytest.raises(archprof.ArchprofError, match=r"^device must be 'meta', 'cpu' or 'cuda', got 'tpu'$"):
+        archprof.profile(nn.Linear(4, 2), (1, 4), device="tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_is_refused_where_there_is_none():
+    with pytest.raises(archprof.ProfileError, match=r"^device 'cuda': CUDA is not available on this machine$"):
+        archprof.profile(nn.Linear(4, 2), (1, 4), device="cuda")
