@@ -812,3 +812,10 @@ def test_a_device_archprof_cannot_use_is_refused_by_name():
 def test_cuda_is_refused_where_there_is_none():
     with pytest.raises(archprof.ProfileError, match=r"^device 'cuda': CUDA is not available on this machine$"):
         archprof.profile(nn.Linear(4, 2), (1, 4), device="cuda")
+
+
+def test_the_materialized_tensors_are_the_input_and_every_leaf_layers_output():
+    # the V2 paper's Table 3 counts the tensors a layer writes: containers write none of their own
+    model = nn.Sequential(nn.Linear(4, 8), nn.Sequential(nn.ReLU(), nn.Linear(8, 2)))
+    assert archprof.profile(model, (2, 4)).materialized_tensors == [
+        ("input", (2, 4)), ("0", (2, 8)), ("1.0", (2, 8)), ("1.1", (2, 2))]
