@@ -819,3 +819,11 @@ def test_the_materialized_tensors_are_the_input_and_every_leaf_layers_output():
     model = nn.Sequential(nn.Linear(4, 8), nn.Sequential(nn.ReLU(), nn.Linear(8, 2)))
     assert archprof.profile(model, (2, 4)).materialized_tensors == [
         ("input", (2, 4)), ("0", (2, 8)), ("1.0", (2, 8)), ("1.1", (2, 2))]
+
+
+def test_a_built_model_keeps_its_architecture_under_another_name():
+    from archprof.rendering.names import profile_names
+
+    p = archprof.profile(archprof.build_model("mobilenet_v2", width=0.5), name="half")
+    assert (p.model, p.architecture, profile_names([p])) == ("half", "mobilenet_v2", ["MobileNetV2 (0.5, 224)"])
+    assert archprof.profile(nn.Linear(4, 2), (1, 4)).architecture is None  # not built from the registry
