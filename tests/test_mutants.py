@@ -827,3 +827,19 @@ def test_a_built_model_keeps_its_architecture_under_another_name():
     p = archprof.profile(archprof.build_model("mobilenet_v2", width=0.5), name="half")
     assert (p.model, p.architecture, profile_names([p])) == ("half", "mobilenet_v2", ["MobileNetV2 (0.5, 224)"])
     assert archprof.profile(nn.Linear(4, 2), (1, 4)).architecture is None  # not built from the registry
+
+
+@pytest.mark.parametrize("n", [10, 1000])
+def test_a_training_steps_peak_leaves_the_weights_gradient_to_the_step_total(n):
+    # Linear(n, n) at batch 1: x and y (n each), the loss (1), and mm's n x n product dy^T x, the
+    # temporary that AccumulateGrad copies into .grad; .grad itself is the step total's (README)
+    p = archprof.profile(nn.Linear(n, n, bias=False), (1, n), mode="train")
+    assert p.totals.peak_activation_bytes == 4 * (n * n + 2 * n + 1)
+
+
+def test_lazy_modules_that_cannot_be_initialized_say_why_on_either_device():
+    lazy_then_wrong = nn.Sequential(nn.LazyLinear(4), nn.Linear(3, 2))  # 4 features out, 3 expected
+    with pytest.raises(archprof.ProfileError, match=r"^cannot initialize the model's lazy modules at these inputs: RuntimeError: "):
+        archprof.profile(lazy_then_wrong, (2, 5))  # the meta attempt's error: any device would raise it
+    with pytest.raises(archprof.ProfileError, match=r"^cannot initialize the model's lazy modules at these inputs: ValueError: no data like this$"):
+        archprof.profile(nn.Sequential(nn.LazyLinear(4), _RefusesItsData()), (2, 5))  # meta cannot; the CPU fails
