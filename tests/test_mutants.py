@@ -843,3 +843,83 @@ def test_lazy_modules_that_cannot_be_initialized_say_why_on_either_device():
         archprof.profile(lazy_then_wrong, (2, 5))  # the meta attempt's error: any device would raise it
     with pytest.raises(archprof.ProfileError, match=r"^cannot initialize the model's lazy modules at these inputs: ValueError: no data like this$"):
         archprof.profile(nn.Sequential(nn.LazyLinear(4), _RefusesItsData()), (2, 5))  # meta cannot; the CPU fails
+
+
+class _StridedBuffers(nn.Module):  # buffers that are views: every 2nd value, and one row expanded to three
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 16)
+        self.register_buffer("odd", torch.arange(32.0)[1::2])
+        self.register_buffer("rows", torch.arange(16.0).expand(3, 16))
+
+    def forward(self, x):
+        return self.fc(x) * self.odd.contiguous() + self.rows.contiguous()
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_views_stand_in_keeps_its_strides_so_contiguous_copies_it_as_the_model_does(device):
+    # the model's own forward clones both views (16 and 3 x 16 values written); a contiguous stand-in would not
+    p = archprof.profile(_StridedBuffers(), (3, 4), device=device)
+    assert [(op.op, op.activations) for op in p.ops if op.op != "aten.t"] == [
+        ("aten.addmm", 3 * 16), ("aten.clone", 16), ("aten.mul", 3 * 16), ("aten.clone", 3 * 16), ("aten.add", 3 * 16)]
+
+
+def test_a_views_real_copy_holds_its_values():
+    from archprof.analysis.profile import _moved
+
+    model = _StridedBuffers()
+    for view in (model.odd, model.rows):
+        copy = _moved(view, "cpu", copy=True)
+        assert (copy.stride(), torch.equal(copy, view), copy.data_ptr() != view.data_ptr()) == (view.stride(), True, True)
+
+
+class _ReadsAValue(nn.Module):  # data-dependent: meta cannot run it
+    def __init__(self, lazy: bool = False):
+        super().__init__()
+        self.fc = nn.LazyLinear(4) if lazy else nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return y if y.sum().item() > 1e9 else y * 2
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_the_cpu_fallback_runs_inside_a_users_meta_device_context(lazy):
+    # built and profiled under `with torch.device("meta")`: the seeded inputs and weights are still
+    # made on the CPU. Linear(4, 4) at 2 x 4: 32 MACs, 64 + 8 (bias) FLOPs, the sum 7, the doubling 8
+    with torch.device("meta"), pytest.warns(archprof.ArchprofNotice):
+        p = archprof.profile(_ReadsAValue(lazy), (2, 4))
+    assert (p.device, p.totals.macs, p.totals.flops) == ("cpu", 32, 64 + 8 + 7 + 8)
+
+
+def test_a_meta_profile_neither_builds_nor_copies_the_model():
+    import threading
+
+    class Guarded(nn.Linear):  # holds a lock: a deep copy of it fails
+        def __init__(self):
+            super().__init__(4, 2)
+            self.lock = threading.Lock()
+
+    builds = []
+    with torch.device("meta"):
+        model = Guarded()
+    p = archprof.profile(model, (1, 4), device="meta", build=lambda: builds.append(1) or Guarded())
+    assert (p.device, p.totals.macs, builds) == ("meta", 8, [])
+
+
+def test_binding_a_call_reads_keyword_only_arguments_by_name_and_leaves_missing_ones_out():
+    from archprof.tracing.rules import bind
+
+    x = torch.zeros(2, 3)
+    # sum(Tensor self, *, ScalarType? dtype=None): a second positional value is not its dtype
+    assert bind(aten.sum.default, (x, torch.float64), {}) == {"self": x, "dtype": None}
+    # a required argument the call does not give is absent (a rule reading it declines), not None
+    assert bind(aten.sum.default, (), {"input": x}) == {"dtype": None}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_profile_counts_what_meta_counts():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
+    cuda, meta = archprof.profile(model, (2, 3, 8, 8), device="cuda"), archprof.profile(model, (2, 3, 8, 8), device="meta")
+    assert cuda.device == "cuda" and (cuda.totals.macs, cuda.totals.flops) == (meta.totals.macs, meta.totals.flops)
+    assert all(p.device.type == "cpu" for p in model.parameters())  # the model left where it was

@@ -668,8 +668,27 @@ def _real_state(model: nn.Module, device: str, seed: int, build: Callable[[], nn
     if missing:
         raise ProfileError(f"the model built for the real forward has no tensor {missing[0]!r}")
     # The user's own tensors run as copies: a forward may write to its weights or buffers.
-    moved = {name: real[name].detach().to(device, copy=source is model or name in buffers) for name in first.values()}
+    moved = {name: _moved(real[name].detach(), device, copy=source is model or name in buffers) for name in first.values()}
     return {name: moved[first[id(t)]] for name, t in named}
+
+
+def _laid_out_as(t: torch.Tensor, device: str) -> torch.Tensor:
+    """An uninitialized tensor on ``device`` with ``t``'s shape, dtype and strides: a sliced or
+    expanded view stays one (``empty_like`` and ``to`` make it contiguous), so a forward's
+    ``.contiguous()`` copies it as it would the model's own tensor."""
+    if t.layout != torch.strided:  # sparse: no strides to keep
+        return torch.empty_like(t, device=device)
+    return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=device)
+
+
+def _moved(t: torch.Tensor, device: str, copy: bool) -> torch.Tensor:
+    """``t`` on ``device`` (a copy if ``copy``) with its strides: a view that ``to`` would lay out
+    anew is the same view of a copy of its storage."""
+    moved = t.to(device, copy=copy)
+    if t.layout != torch.strided or moved.stride() == t.stride():
+        return moved
+    storage = torch.empty(0, dtype=t.dtype, device=t.device).set_(t.untyped_storage())
+    return storage.to(device, copy=True).as_strided(t.shape, t.stride(), t.storage_offset())
 
 
 def _initialized_copy(model: nn.Module, seed: int) -> nn.Module:
@@ -677,7 +696,7 @@ def _initialized_copy(model: nn.Module, seed: int) -> nn.Module:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in copy.parameters():
-            p.copy_(torch.randn(p.shape, generator=generator, dtype=p.dtype) * 0.02 if p.is_floating_point() else 0)
+            p.copy_(torch.randn(p.shape, generator=generator, dtype=p.dtype, device="cpu") * 0.02 if p.is_floating_point() else 0)
         for b in copy.buffers():
             b.zero_()
         state = torch.random.get_rng_state()
@@ -702,7 +721,7 @@ def _meta_state(model: nn.Module, fresh: bool = False) -> dict[str, torch.Tensor
     moved: dict[int, torch.Tensor] = {}
     for _, t in named:
         if id(t) not in moved:
-            moved[id(t)] = t if t.device.type == "meta" and not fresh else torch.empty_like(t, device="meta")
+            moved[id(t)] = t if t.device.type == "meta" and not fresh else _laid_out_as(t, "meta")
     return {name: moved[id(t)] for name, t in named}
 
 

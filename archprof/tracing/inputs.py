@@ -207,7 +207,7 @@ def materialize(
     On meta a tensor becomes an empty tensor of its shape and dtype. On a real device a tensor
     with data is copied there and a spec (or a meta tensor) is filled with seeded values.
     """
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # on the CPU; values made there whatever the default device
 
     def make(value: Any, path: str) -> Any:
         if isinstance(value, (InputSpec, torch.Tensor)):
@@ -250,14 +250,14 @@ def _tensor(
     if dtype == torch.bool:
         return torch.ones(spec.shape, dtype=dtype, device=device)
     if dtype.is_floating_point or dtype.is_complex:
-        return torch.randn(spec.shape, generator=generator, dtype=dtype).to(device)
+        return torch.randn(spec.shape, generator=generator, dtype=dtype, device=generator.device).to(device)
     low, high = spec.low or 0, spec.high
     if high is None:
         if path.lower().rstrip('"]').endswith("mask"):
             low, high = 1, 2
         else:
             high = vocabulary or DEFAULT_INTEGER_HIGH
-    return torch.randint(low, high, spec.shape, generator=generator, dtype=dtype).to(device)
+    return torch.randint(low, high, spec.shape, generator=generator, dtype=dtype, device=generator.device).to(device)
 
 
 def rebuilt(value: Any, each: Any) -> Any:
