@@ -868,9 +868,24 @@ def test_a_views_real_copy_holds_its_values():
     from archprof.analysis.profile import _moved
 
     model = _StridedBuffers()
-    for view in (model.odd, model.rows):
+    for view in (model.odd, model.rows, torch.arange(12).view(3, 4)[:, 1], torch.ones(6, dtype=torch.float64)[::3]):
         copy = _moved(view, "cpu", copy=True)
-        assert (copy.stride(), torch.equal(copy, view), copy.data_ptr() != view.data_ptr()) == (view.stride(), True, True)
+        assert (copy.stride(), copy.dtype, torch.equal(copy, view), copy.data_ptr() != view.data_ptr()) == (
+            view.stride(), view.dtype, True, True)
+
+
+def test_a_sparse_buffer_is_refused_by_name():
+    class Graph(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("adjacency", torch.eye(4).to_sparse())
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return torch.sparse.mm(self.adjacency, self.fc(x))
+
+    with pytest.raises(archprof.ProfileError, match=r"^adjacency is a sparse_coo tensor: archprof profiles models whose weights and buffers are dense$"):
+        archprof.profile(Graph(), (4, 4))
 
 
 class _ReadsAValue(nn.Module):  # data-dependent: meta cannot run it

@@ -609,6 +609,14 @@ def _check_binds(model: nn.Module, inputs: Inputs) -> None:
         raise ProfileError(f"the model's forward rejects these inputs: {err} (it takes: {takes})") from None
 
 
+def _check_layouts(model: nn.Module) -> None:
+    """Refuse sparse (or other non-strided) weights and buffers by name: the tracer follows tensors
+    by their storage, which a sparse tensor does not have."""
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.layout != torch.strided:
+            raise ProfileError(f"{name} is a {str(t.layout).replace('torch.', '')} tensor: archprof profiles models whose weights and buffers are dense")
+
+
 def _weight_bytes(model: nn.Module) -> int:
     tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}
     return sum(t.numel() * t.element_size() for t in tensors.values())
@@ -676,8 +684,6 @@ def _laid_out_as(t: torch.Tensor, device: str) -> torch.Tensor:
     """An uninitialized tensor on ``device`` with ``t``'s shape, dtype and strides: a sliced or
     expanded view stays one (``empty_like`` and ``to`` make it contiguous), so a forward's
     ``.contiguous()`` copies it as it would the model's own tensor."""
-    if t.layout != torch.strided:  # sparse: no strides to keep
-        return torch.empty_like(t, device=device)
     return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=device)
 
 
@@ -685,7 +691,7 @@ def _moved(t: torch.Tensor, device: str, copy: bool) -> torch.Tensor:
     """``t`` on ``device`` (a copy if ``copy``) with its strides: a view that ``to`` would lay out
     anew is the same view of a copy of its storage."""
     moved = t.to(device, copy=copy)
-    if t.layout != torch.strided or moved.stride() == t.stride():
+    if moved.stride() == t.stride():
         return moved
     storage = torch.empty(0, dtype=t.dtype, device=t.device).set_(t.untyped_storage())
     return storage.to(device, copy=True).as_strided(t.shape, t.stride(), t.storage_offset())
@@ -895,6 +901,7 @@ def profile(
     original = model
     model = materialize_lazy(model, wanted)
     _check_binds(model, wanted)
+    _check_layouts(model)
     module_paths, by_path = _module_tables(model)
     declared = model.materialized_modules() if isinstance(model, Architecture) else None
     leaves = [p for p, m in by_path.items() if not any(True for _ in m.children())]
