@@ -938,3 +938,12 @@ def test_a_cuda_profile_counts_what_meta_counts():
     cuda, meta = archprof.profile(model, (2, 3, 8, 8), device="cuda"), archprof.profile(model, (2, 3, 8, 8), device="meta")
     assert cuda.device == "cuda" and (cuda.totals.macs, cuda.totals.flops) == (meta.totals.macs, meta.totals.flops)
     assert all(p.device.type == "cpu" for p in model.parameters())  # the model left where it was
+
+
+def test_a_views_real_copy_is_made_where_the_view_is_whatever_the_default_device():
+    from archprof.analysis.profile import _moved
+
+    view = torch.arange(32.0)[1::2]
+    with torch.device("meta"):  # a user's context: the copy still holds the view's values
+        copy = _moved(view, "cpu", copy=True)
+    assert (copy.device.type, copy.stride(), torch.equal(copy, view)) == ("cpu", (2,), True)
