@@ -639,13 +639,18 @@ def test_conditions_name_a_scalar_input_and_a_keyword_input_with_their_dtypes():
     assert (same.shapes, same.dtypes) == ("3x4", "float32")  # one dtype, named once
 
 
-def test_a_training_steps_totals_split_forward_and_backward_and_its_rows_carry_them():
+def test_a_training_steps_totals_split_forward_and_backward():
     # Linear(4, 2) without bias at batch 5: the forward's mm (40 MACs), the loss's sum of 10 values
     # (9 adds), the backward's weight gradient dy^T x (40 MACs); the input needs no gradient
     p = archprof.profile(nn.Linear(4, 2, bias=False), (5, 4), mode="train")
     t = p.totals
     assert (t.macs, t.flops, t.backward_macs, t.backward_flops) == (80, 80 + 9 + 80, 40, 80)
     assert (t.forward_macs, t.forward_flops) == (40, 89)
+
+
+def test_a_training_steps_dataframe_carries_its_backward_columns_and_inferences_does_not():
+    pytest.importorskip("pandas")  # the notebook extra
+    p = archprof.profile(nn.Linear(4, 2, bias=False), (5, 4), mode="train")
     training = ("backward_macs", "backward_flops", "saved_bytes")
     assert p.row_fields[-3:] == training and list(p.to_dataframe("layer").columns)[-3:] == list(training)
     inference = archprof.profile(nn.Linear(4, 2, bias=False), (5, 4))
